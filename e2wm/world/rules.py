@@ -1,0 +1,524 @@
+"""Preconditions and effects of every action, as the official evolving-graph executor defines them.
+
+Each action is a pair `(check, apply)`: `check(w, c, *ids)` returns None when the action may run,
+else the reason; `apply(w, c, *ids)` performs it and is only called after a passing check, so a
+failed step changes nothing. `c` is the acting character's node id. Deliberate differences from
+the official executor are marked FIX and listed in docs/world.md.
+"""
+from __future__ import annotations
+
+from e2wm.world.vocab import (BODY_PART, CAN_OPEN, CLEAN, CLOSED, CLOTHES, DIRTY, DRINKABLE,
+                              EATABLE, CUTTABLE, GRABBABLE, HAS_PLUG, HAS_SWITCH, LIEABLE,
+                              LOOKABLE, LYING, MOVABLE, OFF, ON_, OPEN, PERSON, PLUGGED_IN,
+                              PLUGGED_OUT, POURABLE, R_CLOSE, R_FACING, R_HOLDS_LH, R_HOLDS_RH,
+                              R_INSIDE, R_ON, READABLE, RECIPIENT, SITTABLE, SITTING)
+
+_SIT_MAX = {"couch": 4, "bed": 4, "chair": 1, "loveseat": 2, "sofa": 4, "toilet": 1,
+            "pianobench": 2, "bench": 2}
+_LIE_MAX = {"couch": 2, "bathtub": 2, "bed": 3, "loveseat": 2, "sofa": 2, "bench": 1}
+_SQUEEZABLE = frozenset({"cleaning_solution", "tooth_paste", "shampoo", "food_peanut_butter",
+                         "dish_soap", "soap", "towel", "rag", "paper", "sponge", "food_lemon",
+                         "check"})
+_HANDS = (R_HOLDS_RH, R_HOLDS_LH)
+_RESTING = SITTING | LYING
+
+
+def _n(w, i):
+    return w.scene.node_label(i)
+
+
+def _not_close(w, c, n):
+    return None if w.close_to(c, n) else f"{_n(w, c)} is not close to {_n(w, n)}"
+
+
+def _ok(w, c, *ids):
+    return None
+
+
+def _nothing(w, c, *ids):
+    pass
+
+
+# ---- Walk / Run / Find ------------------------------------------------------------------------
+def check_walk(w, c, n):
+    if w.states(c) & _RESTING:
+        return f"{_n(w, c)} is sitting or lying"
+    if w.room_of(c) is None:   # FIX: the official executor asserts here
+        return f"{_n(w, c)} is in no room"
+    if w.room_of(n) is None:
+        return f"{_n(w, n)} is in no room"
+    return None
+
+
+def apply_walk(w, c, n):
+    rooms, room = w.scene.rooms, w.room_of(n)
+    held = w.held(c)
+    w._del_all(c, (R_INSIDE, R_CLOSE, R_FACING))
+    w._add(c, R_INSIDE, room)
+    if room != n:
+        for x in w.out(n, R_INSIDE):
+            if x not in rooms:
+                w._add_both(c, R_CLOSE, x)
+        for b in w.scene.body_parts:
+            w._add_both(c, R_CLOSE, b)
+        w._add_both(c, R_CLOSE, n)
+    for h in held:
+        w._del_all(h, (R_INSIDE, R_CLOSE, R_FACING))
+    for h in held:
+        w._add_both(c, R_CLOSE, h)
+        w._add(h, R_INSIDE, room)   # FIX: the official puts it in the room the character left
+    if w.scene.props[n] & CAN_OPEN:
+        for x in w.inn(n, R_INSIDE):
+            w._add_both(c, R_CLOSE, x)
+    for x in w.out(n, R_ON):
+        w._add_both(c, R_CLOSE, x)
+
+
+def _find_only(w, c, n):
+    return _not_close(w, c, n)
+
+
+def check_find(w, c, n):
+    if c in w.out(n, R_ON) or w.scene.props[n] & BODY_PART or w.close_to(c, n):
+        return _find_only(w, c, n)
+    return check_walk(w, c, n)   # far away: Find walks there
+
+
+def apply_find(w, c, n):
+    if c in w.out(n, R_ON) or w.scene.props[n] & BODY_PART or w.close_to(c, n):
+        _drop_facing(w, c)
+        w._add_both(c, R_CLOSE, n)
+    else:
+        apply_walk(w, c, n)
+
+
+def _drop_facing(w, c):
+    for x in w.out(c, R_FACING):
+        w._del(c, R_FACING, x)
+
+
+# ---- Sit / Lie / StandUp / Sleep / WakeUp -----------------------------------------------------
+def check_sit(w, c, n):
+    if (m := _not_close(w, c, n)):
+        return m
+    if w.states(c) & SITTING:
+        return f"{_n(w, c)} is sitting"
+    if not w.scene.props[n] & SITTABLE:
+        return f"{_n(w, n)} is not sittable"
+    if len(w.inn(n, R_ON)) >= _SIT_MAX.get(w.scene.class_name[n], 1):
+        return f"Too many things on {_n(w, n)}"
+    return None
+
+
+def apply_sit(w, c, n):
+    w._add(c, R_ON, n)
+    for x in w.out(n, R_FACING):
+        w._add(c, R_FACING, x)
+    w._set_states(c, LYING, SITTING)
+
+
+def check_lie(w, c, n):
+    if (m := _not_close(w, c, n)):
+        return m
+    if w.states(c) & LYING:
+        return f"{_n(w, c)} is lying"
+    if not w.scene.props[n] & LIEABLE:
+        return f"{_n(w, n)} is not lieable"
+    if len(w.inn(n, R_ON)) >= _LIE_MAX.get(w.scene.class_name[n], 1):
+        return f"Too many things on {_n(w, n)}"
+    return None
+
+
+def apply_lie(w, c, n):
+    w._add(c, R_ON, n)
+    w._set_states(c, SITTING, LYING)
+
+
+def check_resting(w, c):
+    return None if w.states(c) & _RESTING else f"{_n(w, c)} is not sitting or lying"
+
+
+def apply_standup(w, c):
+    w._set_states(c, _RESTING, 0)
+
+
+# ---- Grab / Drop / Put ------------------------------------------------------------------------
+def check_grab(w, c, n):
+    if not w.scene.props[n] & GRABBABLE and w.scene.class_name[n] not in ("water", "child"):
+        return f"{_n(w, n)} is not grabbable"
+    if w.grab_source(n) is not None:
+        return f"{_n(w, n)} already grabbed"
+    if (m := _not_close(w, c, n)):
+        return m
+    if w.inside_closed(n):
+        return f"{_n(w, n)} is inside other closed thing"
+    if w.free_hand(c) is None:
+        return f"{_n(w, c)} does not have a free hand"
+    return None
+
+
+def _grab_support(w, n):
+    """What the object rests on, is in, or else is close to (not a room); lowest id first."""
+    rooms = w.scene.rooms
+    for r in (R_ON, R_INSIDE, R_CLOSE):
+        cands = [x for x in w.out(n, r) if x not in rooms]
+        if cands:   # FIX (tie-break only): the official takes Python set order here
+            return min(cands), r
+    return None
+
+
+def apply_grab(w, c, n):
+    room, hand, support = w.room_of(c), w.free_hand(c), _grab_support(w, n)
+    w._del_all(n, (R_ON, R_INSIDE, R_CLOSE, R_HOLDS_LH, R_HOLDS_RH))
+    w._add_both(c, R_CLOSE, n)
+    w._add(c, hand, n)
+    w._add(n, R_INSIDE, room)
+    if support is not None:
+        w._add_both(c, R_CLOSE, support[0])
+        w._grab[n] = support
+
+
+def check_holding(w, c, n):
+    return None if w.holds(c, n) else f"{_n(w, c)} is not holding {_n(w, n)}"
+
+
+def apply_drop(w, c, n):
+    room = w.room_of(c)
+    for h in _HANDS:
+        w._del(c, h, n)
+    w._add(n, R_INSIDE, room)
+    w._grab.pop(n, None)
+
+
+def _check_put(w, c, src, dest, rel):
+    if not w.holds(c, src):
+        return f"{_n(w, c)} is not holding {_n(w, src)}"
+    if (m := _not_close(w, c, dest)):
+        return m
+    if rel == R_INSIDE and w.scene.props[dest] & CAN_OPEN and not w.states(dest) & OPEN:
+        return f"{_n(w, dest)} is not open or is not openable"
+    return None
+
+
+def _apply_put(w, c, src, dest, rel):
+    for h in _HANDS:
+        w._del(c, h, src)
+    w._add_both(c, R_CLOSE, dest)
+    w._add_both(src, R_CLOSE, dest)
+    w._add(src, rel, dest)
+    w._grab.pop(src, None)
+    room = w.room_of(dest)
+    if room is not None:   # FIX: the put object is in the destination's room, and only there
+        rooms = w.scene.rooms
+        for x in w.out(src, R_INSIDE):
+            if x in rooms and x != room:
+                w._del(src, R_INSIDE, x)
+        w._add(src, R_INSIDE, room)
+
+
+def check_putback(w, c, src, dest):
+    return _check_put(w, c, src, dest, R_ON)
+
+
+def apply_putback(w, c, src, dest):
+    _apply_put(w, c, src, dest, R_ON)
+
+
+def check_putin(w, c, src, dest):
+    return _check_put(w, c, src, dest, R_INSIDE)
+
+
+def apply_putin(w, c, src, dest):
+    _apply_put(w, c, src, dest, R_INSIDE)
+
+
+def check_putobjback(w, c, n):
+    src = w.grab_source(n)
+    if src is None:
+        return f"{_n(w, n)} not grabbed"
+    return _check_put(w, c, n, src[0], src[1])   # FIX: the official verdict is inverted
+
+
+def apply_putobjback(w, c, n):
+    dest, rel = w.grab_source(n)
+    _apply_put(w, c, n, dest, rel)
+
+
+def check_pour(w, c, src, dest):
+    p = w.scene.props
+    if not p[src] & (POURABLE | DRINKABLE):
+        return f"{_n(w, src)} is not pourable or drinkable"
+    if not p[dest] & RECIPIENT and w.scene.class_name[dest] not in ("hands_both", "sponge", "face"):
+        return f"{_n(w, dest)} is not recipient"
+    if not w.holds(c, src):
+        return f"{_n(w, c)} is not holding {_n(w, src)}"
+    return _not_close(w, c, dest)
+
+
+def apply_pour(w, c, src, dest):
+    # FIX: only poured water leaves the hand and goes INSIDE the recipient; the official also puts
+    # a held bottle INSIDE the cup while the hand still holds it.
+    if w.scene.class_name[src] == "water":
+        w._add(src, R_INSIDE, dest)
+        for h in _HANDS:
+            w._del(c, h, src)
+
+
+# ---- Open / Close / Switch / Plug -------------------------------------------------------------
+def check_open(w, c, n):
+    if not w.scene.props[n] & CAN_OPEN and w.scene.class_name[n] not in ("desk", "window"):
+        return f"{_n(w, n)} can not be opened"
+    if (m := _not_close(w, c, n)):
+        return m
+    if w.free_hand(c) is None:
+        return f"{_n(w, c)} does not have a free hand"
+    if not w.states(n) & CLOSED:
+        return f"{_n(w, n)} is not closed"
+    if w.states(n) & ON_:
+        return f"{_n(w, n)} is still on"
+    return None
+
+
+def apply_open(w, c, n):
+    w._set_states(n, CLOSED, OPEN)
+
+
+def check_close(w, c, n):
+    if not w.scene.props[n] & CAN_OPEN and w.scene.class_name[n] not in ("desk", "window"):
+        return f"{_n(w, n)} can not be opened"
+    if (m := _not_close(w, c, n)):
+        return m
+    if not w.states(n) & OPEN:
+        return f"{_n(w, n)} is not open"
+    return None
+
+
+def apply_close(w, c, n):
+    w._set_states(n, OPEN, CLOSED)
+
+
+def check_switchon(w, c, n):
+    if not w.scene.props[n] & HAS_SWITCH:
+        return f"{_n(w, n)} does not have a switch"
+    if (m := _not_close(w, c, n)):
+        return m
+    if not w.states(n) & OFF:
+        return f"{_n(w, n)} is not off"
+    if w.states(n) & PLUGGED_OUT:
+        return f"{_n(w, n)} is unplugged"
+    return None
+
+
+def apply_switchon(w, c, n):
+    w._set_states(n, OFF, ON_)
+
+
+def check_switchoff(w, c, n):
+    if not w.scene.props[n] & HAS_SWITCH:
+        return f"{_n(w, n)} does not have a switch"
+    if (m := _not_close(w, c, n)):
+        return m
+    return None if w.states(n) & ON_ else f"{_n(w, n)} is not on"
+
+
+def apply_switchoff(w, c, n):
+    w._set_states(n, ON_, OFF)
+
+
+def _check_plug(w, c, n, need):
+    if not w.scene.props[n] & HAS_PLUG:
+        return f"{_n(w, n)} does not have a plug"
+    if (m := _not_close(w, c, n)):
+        return m
+    if w.free_hand(c) is None:
+        return f"{_n(w, c)} does not have a free hand"
+    return None if w.states(n) & need else f"{_n(w, n)} is not {'plugged out' if need == PLUGGED_OUT else 'plugged in'}"
+
+
+def check_plugin(w, c, n):
+    return _check_plug(w, c, n, PLUGGED_OUT)
+
+
+def apply_plugin(w, c, n):
+    w._set_states(n, PLUGGED_OUT, PLUGGED_IN)
+
+
+def check_plugout(w, c, n):
+    return _check_plug(w, c, n, PLUGGED_IN)
+
+
+def apply_plugout(w, c, n):
+    w._set_states(n, PLUGGED_IN, PLUGGED_OUT)
+
+
+# ---- Clothes ----------------------------------------------------------------------------------
+def check_puton(w, c, n):
+    if not w.holds(c, n):
+        return f"{_n(w, c)} is not holding {_n(w, n)}"
+    return None if w.scene.props[n] & CLOTHES else f"{_n(w, n)} is not clothes"
+
+
+def apply_puton(w, c, n):
+    w._add(n, R_ON, c)
+    for h in _HANDS:
+        w._del(c, h, n)
+
+
+def check_putoff(w, c, n):
+    if c not in w.out(n, R_ON):
+        return f"{_n(w, n)} is not on {_n(w, c)}"
+    return None if w.scene.props[n] & CLOTHES else f"{_n(w, n)} is not clothes"
+
+
+def apply_putoff(w, c, n):
+    w._del(n, R_ON, c)
+
+
+# ---- Looking ----------------------------------------------------------------------------------
+def apply_turnto(w, c, n):
+    _drop_facing(w, c)
+    w._add(c, R_FACING, n)
+
+
+def check_lookat(w, c, n):
+    return None if w.facing(c, n) else f"{_n(w, c)} does not face {_n(w, n)}"
+
+
+def check_watch(w, c, n):
+    if not w.scene.props[n] & LOOKABLE:
+        return f"{_n(w, n)} not lookable"
+    room, char_room = w.room_of(n), w.room_of(c)
+    if room is None or room != char_room:   # FIX: the official crashes when a room is missing
+        return f"{_n(w, c)} is not in the room of {_n(w, n)}"
+    if not w.facing(c, n):
+        return f"{_n(w, c)} does not face {_n(w, n)}"
+    if (w.scene.class_name[n] != "computer" and w.states(c) & _RESTING
+            and n not in w.out(c, R_FACING)):
+        return f"{_n(w, c)} is not facing {_n(w, n)} while sitting"
+    if w.inside_closed(n):
+        return f"{_n(w, n)} is inside other closed thing"
+    return None
+
+
+# ---- Actions with a check and no effect -------------------------------------------------------
+def check_greet(w, c, n):
+    return None if w.scene.props[n] & PERSON else f"{_n(w, n)} is not person"
+
+
+def check_drink(w, c, n):
+    if not w.scene.props[n] & (DRINKABLE | RECIPIENT):
+        return f"{_n(w, n)} is not drinkable or not recipient"
+    return check_holding(w, c, n)
+
+
+def check_read(w, c, n):
+    if not w.scene.props[n] & READABLE:
+        return f"{_n(w, n)} is not readable"
+    return check_holding(w, c, n)
+
+
+def check_touch(w, c, n):
+    if (m := _not_close(w, c, n)):
+        return m
+    return f"{_n(w, n)} is inside other closed thing" if w.inside_closed(n) else None
+
+
+def check_type(w, c, n):
+    if (m := _not_close(w, c, n)):
+        return m
+    if w.scene.class_name[n] == "keyboard" or w.scene.props[n] & HAS_SWITCH:
+        return None
+    return f"{_n(w, n)} does not have switch"
+
+
+def _check_move(w, c, n, push):
+    cls = w.scene.class_name[n]
+    if (not w.scene.props[n] & MOVABLE and not push and cls != "button"
+            and cls not in ("chair", "curtain")):
+        return f"{_n(w, n)} is not movable"
+    if (m := _not_close(w, c, n)):
+        return m
+    if w.inside_closed(n):
+        return f"{_n(w, n)} is inside other closed thing"
+    return None if w.free_hand(c) is not None else f"{_n(w, c)} does not have a free hand"
+
+
+def check_push(w, c, n):
+    return _check_move(w, c, n, True)
+
+
+def check_pull(w, c, n):
+    return _check_move(w, c, n, False)
+
+
+def check_squeeze(w, c, n):
+    if w.free_hand(c) is None:
+        return f"{_n(w, c)} does not have a free hand"
+    if (m := _not_close(w, c, n)):
+        return m
+    if w.scene.props[n] & CLOTHES or w.scene.class_name[n] in _SQUEEZABLE:
+        return None
+    return f"{_n(w, n)} is not clothes"
+
+
+def check_cut(w, c, n):
+    if w.free_hand(c) is None:
+        return f"{_n(w, c)} does not have a free hand"
+    if (m := _not_close(w, c, n)):
+        return m
+    p = w.scene.props[n]
+    if not p & EATABLE:
+        return f"{_n(w, n)} is not eatable"
+    if not p & CUTTABLE:
+        return f"{_n(w, n)} is not cuttable"
+    if not any("knife" in w.scene.class_name[h] for h in w.held(c)):
+        return f"{_n(w, c)} is not holding a knife"
+    return None
+
+
+def check_eat(w, c, n):
+    if (m := _not_close(w, c, n)):
+        return m
+    p = w.scene.props
+    if p[n] & EATABLE or any(p[x] & EATABLE for x in w.inn(n, R_ON)):
+        return None
+    return f"{_n(w, n)} is not eatable"
+
+
+# ---- Cleaning ---------------------------------------------------------------------------------
+def check_wipe(w, c, n):
+    if (m := _not_close(w, c, n)):
+        return m
+    return None if w.held(c) else f"{_n(w, c)} does not hold anything in hands"
+
+
+def apply_clean(w, c, n):
+    w._set_states(n, DIRTY, CLEAN)
+
+
+RULES = {
+    "WALK": (check_walk, apply_walk), "RUN": (check_walk, apply_walk),
+    "FIND": (check_find, apply_find),
+    "SIT": (check_sit, apply_sit), "LIE": (check_lie, apply_lie),
+    "STANDUP": (check_resting, apply_standup),
+    "SLEEP": (check_resting, _nothing), "WAKEUP": (check_resting, _nothing),
+    "GRAB": (check_grab, apply_grab),
+    "DROP": (check_holding, apply_drop), "RELEASE": (check_holding, apply_drop),
+    "PUTBACK": (check_putback, apply_putback), "PUTIN": (check_putin, apply_putin),
+    "PUTOBJBACK": (check_putobjback, apply_putobjback),
+    "POUR": (check_pour, apply_pour),
+    "OPEN": (check_open, apply_open), "CLOSE": (check_close, apply_close),
+    "SWITCHON": (check_switchon, apply_switchon), "SWITCHOFF": (check_switchoff, apply_switchoff),
+    "PLUGIN": (check_plugin, apply_plugin), "PLUGOUT": (check_plugout, apply_plugout),
+    "PUTON": (check_puton, apply_puton), "PUTOFF": (check_putoff, apply_putoff),
+    "TURNTO": (_ok, apply_turnto),
+    "LOOKAT": (check_lookat, _nothing), "POINTAT": (check_lookat, _nothing),
+    "WATCH": (check_watch, _nothing),
+    "GREET": (check_greet, _nothing), "DRINK": (check_drink, _nothing),
+    "READ": (check_read, _nothing), "TOUCH": (check_touch, _nothing),
+    "TYPE": (check_type, _nothing),
+    "PUSH": (check_push, _nothing), "PULL": (check_pull, _nothing), "MOVE": (check_pull, _nothing),
+    "SQUEEZE": (check_squeeze, _nothing), "CUT": (check_cut, _nothing), "EAT": (check_eat, _nothing),
+    "WIPE": (check_wipe, apply_clean), "WASH": (_find_only, apply_clean),
+    "RINSE": (_find_only, apply_clean), "SCRUB": (_find_only, apply_clean),
+}
