@@ -56,7 +56,7 @@ def apply_walk(w, c, n):
     w._del_all(c, (R_INSIDE, R_CLOSE, R_FACING))
     w._add(c, R_INSIDE, room)
     if room != n:
-        for x in w.out(n, R_INSIDE):
+        for x in w._out(n, R_INSIDE):
             if x not in rooms:
                 w._add_both(c, R_CLOSE, x)
         for b in w.scene.body_parts:
@@ -68,9 +68,9 @@ def apply_walk(w, c, n):
         w._add_both(c, R_CLOSE, h)
         w._add(h, R_INSIDE, room)   # FIX: the official puts it in the room the character left
     if w.scene.props[n] & CAN_OPEN:
-        for x in w.inn(n, R_INSIDE):
+        for x in w._inn(n, R_INSIDE):
             w._add_both(c, R_CLOSE, x)
-    for x in w.out(n, R_ON):
+    for x in w._out(n, R_ON):
         w._add_both(c, R_CLOSE, x)
 
 
@@ -79,13 +79,13 @@ def _find_only(w, c, n):
 
 
 def check_find(w, c, n):
-    if c in w.out(n, R_ON) or w.scene.props[n] & BODY_PART or w.close_to(c, n):
+    if c in w._out(n, R_ON) or w.scene.props[n] & BODY_PART or w.close_to(c, n):
         return _find_only(w, c, n)
     return check_walk(w, c, n)   # far away: Find walks there
 
 
 def apply_find(w, c, n):
-    if c in w.out(n, R_ON) or w.scene.props[n] & BODY_PART or w.close_to(c, n):
+    if c in w._out(n, R_ON) or w.scene.props[n] & BODY_PART or w.close_to(c, n):
         _drop_facing(w, c)
         w._add_both(c, R_CLOSE, n)
     else:
@@ -93,7 +93,7 @@ def apply_find(w, c, n):
 
 
 def _drop_facing(w, c):
-    for x in w.out(c, R_FACING):
+    for x in tuple(w._out(c, R_FACING)):
         w._del(c, R_FACING, x)
 
 
@@ -105,14 +105,14 @@ def check_sit(w, c, n):
         return f"{_n(w, c)} is sitting"
     if not w.scene.props[n] & SITTABLE:
         return f"{_n(w, n)} is not sittable"
-    if len(w.inn(n, R_ON)) >= _SIT_MAX.get(w.scene.class_name[n], 1):
+    if len(w._inn(n, R_ON)) >= _SIT_MAX.get(w.scene.class_name[n], 1):
         return f"Too many things on {_n(w, n)}"
     return None
 
 
 def apply_sit(w, c, n):
     w._add(c, R_ON, n)
-    for x in w.out(n, R_FACING):
+    for x in tuple(w._out(n, R_FACING)):
         w._add(c, R_FACING, x)
     w._set_states(c, LYING, SITTING)
 
@@ -124,7 +124,7 @@ def check_lie(w, c, n):
         return f"{_n(w, c)} is lying"
     if not w.scene.props[n] & LIEABLE:
         return f"{_n(w, n)} is not lieable"
-    if len(w.inn(n, R_ON)) >= _LIE_MAX.get(w.scene.class_name[n], 1):
+    if len(w._inn(n, R_ON)) >= _LIE_MAX.get(w.scene.class_name[n], 1):
         return f"Too many things on {_n(w, n)}"
     return None
 
@@ -161,7 +161,7 @@ def _grab_support(w, n):
     """What the object rests on, is in, or else is close to (not a room); lowest id first."""
     rooms = w.scene.rooms
     for r in (R_ON, R_INSIDE, R_CLOSE):
-        cands = [x for x in w.out(n, r) if x not in rooms]
+        cands = [x for x in w._out(n, r) if x not in rooms]
         if cands:   # FIX (tie-break only): the official takes Python set order here
             return min(cands), r
     return None
@@ -210,7 +210,7 @@ def _apply_put(w, c, src, dest, rel):
     room = w.room_of(dest)
     if room is not None:   # FIX: the put object is in the destination's room, and only there
         rooms = w.scene.rooms
-        for x in w.out(src, R_INSIDE):
+        for x in tuple(w._out(src, R_INSIDE)):
             if x in rooms and x != room:
                 w._del(src, R_INSIDE, x)
         w._add(src, R_INSIDE, room)
@@ -365,7 +365,7 @@ def apply_puton(w, c, n):
 
 
 def check_putoff(w, c, n):
-    if c not in w.out(n, R_ON):
+    if c not in w._out(n, R_ON):
         return f"{_n(w, n)} is not on {_n(w, c)}"
     return None if w.scene.props[n] & CLOTHES else f"{_n(w, n)} is not clothes"
 
@@ -393,7 +393,7 @@ def check_watch(w, c, n):
     if not w.facing(c, n):
         return f"{_n(w, c)} does not face {_n(w, n)}"
     if (w.scene.class_name[n] != "computer" and w.states(c) & _RESTING
-            and n not in w.out(c, R_FACING)):
+            and n not in w._out(c, R_FACING)):
         return f"{_n(w, c)} is not facing {_n(w, n)} while sitting"
     if w.inside_closed(n):
         return f"{_n(w, n)} is inside other closed thing"
@@ -480,7 +480,7 @@ def check_eat(w, c, n):
     if (m := _not_close(w, c, n)):
         return m
     p = w.scene.props
-    if p[n] & EATABLE or any(p[x] & EATABLE for x in w.inn(n, R_ON)):
+    if p[n] & EATABLE or any(p[x] & EATABLE for x in w._inn(n, R_ON)):
         return None
     return f"{_n(w, n)} is not eatable"
 

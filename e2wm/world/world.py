@@ -1,8 +1,10 @@
 """World: a scene's states and edges, the agents acting in it, and step / check / clone.
 
-Edges live in two indexes, forward `node*8+relation -> frozenset(targets)` and reverse
-`node*8+relation -> frozenset(sources)`, so no action scans the whole graph. The sets are immutable
-and the index dicts are copied on clone, which makes a clone a handful of dict copies.
+Edges live in two indexes, forward `node*8+relation -> set(targets)` and reverse
+`node*8+relation -> set(sources)`, so no action scans the whole graph. A clone copies the index
+dicts but shares their sets; each world copies a set the first time it changes it after a clone
+(copy-on-write, tracked in `_own`), so a clone is a handful of dict copies and a step mutates in
+place whatever it already owns.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ OK = StepResult(True)
 
 
 class World:
-    __slots__ = ("scene", "_states", "_adj", "_radj", "_grab")
+    __slots__ = ("scene", "_states", "_adj", "_radj", "_grab", "_own")
 
     def __init__(self, scene: Scene):
         self.scene = scene
@@ -37,8 +39,10 @@ class World:
         for a, r, b in scene.edges:
             adj.setdefault(a * 8 + r, set()).add(b)
             radj.setdefault(b * 8 + r, set()).add(a)
-        self._adj = {k: frozenset(v) for k, v in adj.items()}
-        self._radj = {k: frozenset(v) for k, v in radj.items()}
+        self._adj, self._radj = adj, radj
+        # Keys of `_adj` (k) and `_radj` (-k-1) whose sets this world alone holds. Starts empty, so
+        # even the sets built here are copied before a first change (a clone may share them).
+        self._own: set[int] = set()
         # Where each grabbed object came from, (support id, relation): the official executor_data,
         # shared by all agents; it drives PutObjBack and forbids grabbing an object twice.
         self._grab: dict[int, tuple[int, int]] = {}
@@ -50,8 +54,12 @@ class World:
     # ---- public API -------------------------------------------------------------------------
     def step(self, line: str | ScriptLine, agent: int = 0) -> StepResult:
         """Execute one script line for `agent`; on failure nothing changes."""
-        rule, ids = self._resolve(line)
-        c = self._char(agent)
+        sc = self.scene
+        rule, ids = sc.lines.get(line) or self._resolve(line)
+        chars = sc.characters
+        if not 0 <= agent < len(chars):
+            self._char(agent)   # raises AgentError
+        c = chars[agent]
         if rule is None:
             return StepResult(False, ids)
         msg = rule[0](self, c, *ids)
@@ -84,6 +92,8 @@ class World:
         w._adj = self._adj.copy()
         w._radj = self._radj.copy()
         w._grab = self._grab.copy()
+        w._own = set()
+        self._own = set()   # the sets are shared now: both sides copy before changing one
         return w
 
     def to_dict(self) -> dict:
@@ -113,11 +123,18 @@ class World:
         return bool(self._states[node] & state_bit)
 
     def out(self, a: int, r: int) -> frozenset:
-        """Targets of `a --r--> x`."""
-        return self._adj.get(a * 8 + r, EMPTY)
+        """Targets of `a --r--> x` (a snapshot)."""
+        return frozenset(self._adj.get(a * 8 + r, EMPTY))
 
     def inn(self, b: int, r: int) -> frozenset:
-        """Sources of `x --r--> b`."""
+        """Sources of `x --r--> b` (a snapshot)."""
+        return frozenset(self._radj.get(b * 8 + r, EMPTY))
+
+    # Live views for the rules: never keep one across a change.
+    def _out(self, a: int, r: int):
+        return self._adj.get(a * 8 + r, EMPTY)
+
+    def _inn(self, b: int, r: int):
         return self._radj.get(b * 8 + r, EMPTY)
 
     def has_edge(self, a: int, r: int, b: int) -> bool:
@@ -154,7 +171,8 @@ class World:
         return None
 
     def held(self, c: int) -> frozenset:
-        return self._adj.get(c * 8 + R_HOLDS_RH, EMPTY) | self._adj.get(c * 8 + R_HOLDS_LH, EMPTY)
+        return frozenset(self._adj.get(c * 8 + R_HOLDS_RH, EMPTY)).union(
+            self._adj.get(c * 8 + R_HOLDS_LH, EMPTY))
 
     def close_to(self, c: int, n: int) -> bool:
         """Character close to n, directly or one hop (close to / on something the character is close to)."""
@@ -187,11 +205,19 @@ class World:
     # ---- mutation (used by rules) ---------------------------------------------------------------
     def _add(self, a: int, r: int, b: int) -> None:
         k = a * 8 + r
-        s = self._adj.get(k, EMPTY)
-        if b not in s:
-            self._adj[k] = s | {b}
+        s = self._adj.get(k)
+        if s is None or b not in s:
+            own = self._own
+            if k not in own:
+                s = self._adj[k] = set(s) if s else set()
+                own.add(k)
+            s.add(b)
             k = b * 8 + r
-            self._radj[k] = self._radj.get(k, EMPTY) | {a}
+            s = self._radj.get(k)
+            if ~k not in own:
+                s = self._radj[k] = set(s) if s else set()
+                own.add(~k)
+            s.add(a)
 
     def _add_both(self, a: int, r: int, b: int) -> None:
         self._add(a, r, b)
@@ -199,29 +225,47 @@ class World:
 
     def _del(self, a: int, r: int, b: int) -> None:
         k = a * 8 + r
-        s = self._adj.get(k, EMPTY)
-        if b in s:
-            self._adj[k] = s - {b}
+        s = self._adj.get(k)
+        if s and b in s:
+            own = self._own
+            if k not in own:
+                s = self._adj[k] = set(s)
+                own.add(k)
+            s.discard(b)
             k = b * 8 + r
-            self._radj[k] = self._radj[k] - {a}
+            s = self._radj[k]
+            if ~k not in own:
+                s = self._radj[k] = set(s)
+                own.add(~k)
+            s.discard(a)
 
     def _del_all(self, n: int, rels) -> None:
         """Remove every edge of the given relations from and to n."""
-        adj, radj = self._adj, self._radj
+        adj, radj, own = self._adj, self._radj, self._own
         for r in rels:
             k = n * 8 + r
             out = adj.get(k)
             if out:
                 adj[k] = EMPTY
+                own.discard(k)
                 for x in out:
                     kx = x * 8 + r
-                    radj[kx] = radj[kx] - {n}
+                    s = radj[kx]
+                    if ~kx not in own:
+                        s = radj[kx] = set(s)
+                        own.add(~kx)
+                    s.discard(n)
             inn = radj.get(k)
             if inn:
                 radj[k] = EMPTY
+                own.discard(~k)
                 for x in inn:
                     kx = x * 8 + r
-                    adj[kx] = adj[kx] - {n}
+                    s = adj[kx]
+                    if kx not in own:
+                        s = adj[kx] = set(s)
+                        own.add(kx)
+                    s.discard(n)
 
     def _set_states(self, n: int, remove: int, add: int) -> None:
         self._states[n] = (self._states[n] & ~remove) | add
@@ -239,7 +283,7 @@ class World:
         hit = cache.get(line)
         if hit is not None:
             return hit
-        from e2wm.world.rules import RULES
+        from e2wm.world.rules import RULES  # rules import this module
         sl = line if isinstance(line, ScriptLine) else parse_line(line)
         sc = self.scene
         res = (RULES[sl.action], sl.ids)
