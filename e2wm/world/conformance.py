@@ -16,7 +16,7 @@ from e2wm.world.script import format_line
 from e2wm.world.vocab import ACTION_ARITY, RELATIONS, state_names
 from e2wm.world.world import World
 
-# Deliberate differences from the official executor; docs/world.md explains each one.
+# Deliberate differences from the official executor; the README lists each one.
 FIXES = {
     "held_object_room": "a held object moves into the room the character walks to, and a put "
                         "object is INSIDE its destination's room only (the official leaves a "

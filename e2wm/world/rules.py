@@ -3,7 +3,7 @@
 Each action is a pair `(check, apply)`: `check(w, c, *ids)` returns None when the action may run,
 else the reason; `apply(w, c, *ids)` performs it and is only called after a passing check, so a
 failed step changes nothing. `c` is the acting character's node id. Deliberate differences from
-the official executor are marked FIX and listed in docs/world.md.
+the official executor are marked FIX; the README's "Deliberate differences" table lists them.
 """
 from __future__ import annotations
 
