@@ -198,12 +198,12 @@ def _grab_ids_oracle(o: Oracle) -> dict:
 def _classify(action, ours, theirs, w, o, held) -> str | None:
     if theirs is None:
         return None if ours else "official_crash"
-    if action == "PUTOBJBACK":
-        return "putobjback_inverted"
-    if ours != theirs:
-        return None
     s1, e1 = world_facts(w)
     s2, e2 = o.facts()
+    if action == "PUTOBJBACK" and theirs and not ours and (s1, e1) == (s2, e2):
+        return "putobjback_inverted"   # the official said yes and (rightly) changed nothing
+    if ours != theirs:
+        return None
     if s1 != s2:
         return None
     diff = e1 ^ e2

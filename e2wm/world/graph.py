@@ -6,6 +6,7 @@ states and edges live per world.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 from e2wm.errors import SceneError
@@ -38,8 +39,7 @@ class Scene:
 
     def node_dict(self, i: int, states: int) -> dict:
         """The node's input dict with its current states (input order kept when unchanged)."""
-        node = self._node_by_id[i]
-        out = dict(node)
+        out = copy.deepcopy(self._node_by_id[i])
         if states != self.init_states[i]:
             out["states"] = state_names(states)
         return out
@@ -71,9 +71,9 @@ def _parse(d: dict, where: str) -> Scene:
             raise SceneError(f"{where}: node {i} has no 'class_name'")
         class_name[i] = n["class_name"]
         category[i] = n.get("category")
-        props[i] = _bits(n.get("properties", []), PROP_BIT, "property", where, i, n)
-        states[i] = _bits(n.get("states", []), STATE_BIT, "state", where, i, n)
-        nodes.append(n)
+        props[i] = _bits(n.get("properties", []), PROP_BIT, "properties", where, i, n)
+        states[i] = _bits(n.get("states", []), STATE_BIT, "states", where, i, n)
+        nodes.append(copy.deepcopy(n))   # the caller may go on editing its dicts
     edges, seen = [], set()
     for k, e in enumerate(raw_edges):
         if not isinstance(e, dict) or not {"from_id", "relation_type", "to_id"} <= e.keys():
@@ -84,7 +84,7 @@ def _parse(d: dict, where: str) -> Scene:
             raise SceneError(f"{where}: edge #{k} ({a} {rname} {b}) has unknown relation "
                              f"{rname!r}; known: {', '.join(RELATIONS)}")
         for end in (a, b):
-            if end not in class_name:
+            if not isinstance(end, int) or end not in class_name:
                 raise SceneError(f"{where}: edge #{k} ({a} {rname} {b}) points to missing node {end!r}")
         if (a, r, b) not in seen:
             seen.add((a, r, b))
@@ -105,11 +105,12 @@ def _parse(d: dict, where: str) -> Scene:
 
 def _bits(names, table: dict[str, int], kind: str, where: str, i: int, node: dict) -> int:
     if not isinstance(names, list):
-        raise SceneError(f"{where}: node {i} <{node['class_name']}>: '{kind}' list expected")
+        raise SceneError(f"{where}: node {i} <{node['class_name']}>: '{kind}' must be a list")
     bits = 0
     for s in names:
         b = table.get(str(s).upper())
         if b is None:
-            raise SceneError(f"{where}: node {i} <{node['class_name']}> has unknown {kind} {s!r}")
+            raise SceneError(f"{where}: node {i} <{node['class_name']}> has unknown "
+                             f"{kind[:-1] if kind == 'states' else 'property'} {s!r}")
         bits |= b
     return bits

@@ -43,8 +43,8 @@ def _nothing(w, c, *ids):
 def check_walk(w, c, n):
     if w.states(c) & _RESTING:
         return f"{_n(w, c)} is sitting or lying"
-    if w.room_of(c) is None:   # FIX: the official executor asserts here
-        return f"{_n(w, c)} is in no room"
+    if (m := _no_room(w, c)):
+        return m
     if w.room_of(n) is None:
         return f"{_n(w, n)} is in no room"
     return None
@@ -154,7 +154,12 @@ def check_grab(w, c, n):
         return f"{_n(w, n)} is inside other closed thing"
     if w.free_hand(c) is None:
         return f"{_n(w, c)} does not have a free hand"
-    return None
+    return _no_room(w, c)
+
+
+def _no_room(w, c):
+    # FIX: the official executor raises when the character is in no room
+    return None if w.room_of(c) is not None else f"{_n(w, c)} is in no room"
 
 
 def _grab_support(w, n):
@@ -180,6 +185,10 @@ def apply_grab(w, c, n):
 
 def check_holding(w, c, n):
     return None if w.holds(c, n) else f"{_n(w, c)} is not holding {_n(w, n)}"
+
+
+def check_drop(w, c, n):
+    return check_holding(w, c, n) or _no_room(w, c)
 
 
 def apply_drop(w, c, n):
@@ -503,7 +512,7 @@ RULES = {
     "STANDUP": (check_resting, apply_standup),
     "SLEEP": (check_resting, _nothing), "WAKEUP": (check_resting, _nothing),
     "GRAB": (check_grab, apply_grab),
-    "DROP": (check_holding, apply_drop), "RELEASE": (check_holding, apply_drop),
+    "DROP": (check_drop, apply_drop), "RELEASE": (check_drop, apply_drop),
     "PUTBACK": (check_putback, apply_putback), "PUTIN": (check_putin, apply_putin),
     "PUTOBJBACK": (check_putobjback, apply_putobjback),
     "POUR": (check_pour, apply_pour),
