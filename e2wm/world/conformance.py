@@ -28,7 +28,7 @@ FIXES = {
                        "official also puts a still-held bottle INSIDE the cup",
     "grab_support_tiebreak": "when a grabbed object rests on nothing, Grab remembers the "
                              "lowest-id close object (the official takes Python set order)",
-    "official_crash": "where the official executor raises (walk or watch with no room) e2wm "
+    "official_crash": "where the official executor raises (a character or target in no room) e2wm "
                       "fails the step with a message",
 }
 _FINAL_RELS = {"ON", "INSIDE", "HOLDS_RH", "HOLDS_LH"}
