@@ -152,7 +152,7 @@ def random_differential(scenes, steps: int, seed: int = 0, episode_len: int = 50
             action = line[1:line.index("]")].upper()
             rep.steps += 1
             same_state = (theirs is not None and world_facts(w) == o.facts()
-                          and _grab_ids(w) == _grab_ids_oracle(o))
+                          and _grab_ids(w) == o.grab_sources())
             if ours == theirs and same_state:
                 rep.agree += 1
                 rep.by_action[action]["agree"] += 1
@@ -189,10 +189,6 @@ def _random_line(w: World, agent: int, rng: random.Random, actions, p_legal: flo
 
 def _grab_ids(w: World) -> dict:
     return {o: (s, RELATIONS[r]) for o, (s, r) in w._grab.items()}
-
-
-def _grab_ids_oracle(o: Oracle) -> dict:
-    return o.grab_sources()
 
 
 def _classify(action, ours, theirs, w, o, held) -> str | None:
