@@ -39,6 +39,18 @@ def _nothing(w, c, *ids):
     pass
 
 
+def _grabbable(sc, n):
+    return bool(sc.props[n] & GRABBABLE) or sc.class_name[n] in ("water", "child")
+
+
+def _openable(sc, n):
+    return bool(sc.props[n] & CAN_OPEN) or sc.class_name[n] in ("desk", "window")
+
+
+def _movable(sc, n):
+    return bool(sc.props[n] & MOVABLE) or sc.class_name[n] in ("button", "chair", "curtain")
+
+
 # ---- Walk / Run / Find ------------------------------------------------------------------------
 def check_walk(w, c, n):
     if w.states(c) & _RESTING:
@@ -144,7 +156,7 @@ def apply_standup(w, c):
 
 # ---- Grab / Drop / Put ------------------------------------------------------------------------
 def check_grab(w, c, n):
-    if not w.scene.props[n] & GRABBABLE and w.scene.class_name[n] not in ("water", "child"):
+    if not _grabbable(w.scene, n):
         return f"{_n(w, n)} is not grabbable"
     if w.grab_source(n) is not None:
         return f"{_n(w, n)} already grabbed"
@@ -275,7 +287,7 @@ def apply_pour(w, c, src, dest):
 
 # ---- Open / Close / Switch / Plug -------------------------------------------------------------
 def check_open(w, c, n):
-    if not w.scene.props[n] & CAN_OPEN and w.scene.class_name[n] not in ("desk", "window"):
+    if not _openable(w.scene, n):
         return f"{_n(w, n)} can not be opened"
     if (m := _not_close(w, c, n)):
         return m
@@ -293,7 +305,7 @@ def apply_open(w, c, n):
 
 
 def check_close(w, c, n):
-    if not w.scene.props[n] & CAN_OPEN and w.scene.class_name[n] not in ("desk", "window"):
+    if not _openable(w.scene, n):
         return f"{_n(w, n)} can not be opened"
     if (m := _not_close(w, c, n)):
         return m
@@ -441,9 +453,7 @@ def check_type(w, c, n):
 
 
 def _check_move(w, c, n, push):
-    cls = w.scene.class_name[n]
-    if (not w.scene.props[n] & MOVABLE and not push and cls != "button"
-            and cls not in ("chair", "curtain")):
+    if not push and not _movable(w.scene, n):
         return f"{_n(w, n)} is not movable"
     if (m := _not_close(w, c, n)):
         return m
@@ -531,3 +541,27 @@ RULES = {
     "WIPE": (check_wipe, apply_clean), "WASH": (_find_only, apply_clean),
     "RINSE": (_find_only, apply_clean), "SCRUB": (_find_only, apply_clean),
 }
+
+
+# What a one-argument action needs of its node's class and properties, so a caller enumerating
+# candidates can skip those that no state of the world would allow. The checks above use the same
+# predicates; tests/world/test_properties.py checks that every passing check is possible here.
+_NEEDS = {
+    "GRAB": _grabbable, "OPEN": _openable, "CLOSE": _openable,
+    "MOVE": _movable, "PULL": _movable,
+    "SIT": lambda sc, n: bool(sc.props[n] & SITTABLE), "LIE": lambda sc, n: bool(sc.props[n] & LIEABLE),
+    "SWITCHON": lambda sc, n: bool(sc.props[n] & HAS_SWITCH),
+    "SWITCHOFF": lambda sc, n: bool(sc.props[n] & HAS_SWITCH),
+    "PLUGIN": lambda sc, n: bool(sc.props[n] & HAS_PLUG), "PLUGOUT": lambda sc, n: bool(sc.props[n] & HAS_PLUG),
+    "PUTON": lambda sc, n: bool(sc.props[n] & CLOTHES), "PUTOFF": lambda sc, n: bool(sc.props[n] & CLOTHES),
+    "READ": lambda sc, n: bool(sc.props[n] & READABLE), "WATCH": lambda sc, n: bool(sc.props[n] & LOOKABLE),
+    "GREET": lambda sc, n: bool(sc.props[n] & PERSON),
+    "DRINK": lambda sc, n: bool(sc.props[n] & (DRINKABLE | RECIPIENT)),
+    "CUT": lambda sc, n: sc.props[n] & (EATABLE | CUTTABLE) == EATABLE | CUTTABLE,
+}
+
+
+def possible(action: str, scene, n: int) -> bool:
+    """False when `action` on node n fails in every state, by n's class and properties alone."""
+    need = _NEEDS.get(action)
+    return need is None or need(scene, n)

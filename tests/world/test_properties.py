@@ -149,3 +149,18 @@ def test_clone_trees_match_replays(name, ops):
         assert set(fresh.edges()) == set(w.edges())
         assert {i: fresh.grab_source(i) for i in fresh.scene.ids} == \
                {i: w.grab_source(i) for i in w.scene.ids}
+
+
+@pytest.mark.parametrize("name", sorted(SCENES))
+@PROPS
+@given(steps=STEPS)
+def test_a_passing_check_is_always_possible(name, steps):
+    """`rules.possible` never rules out a one-argument action that some reached state allows."""
+    from e2wm.world.rules import possible
+    w = World.from_dict(SCENES[name])
+    one_arg = [a for a in ACTIONS if ACTION_ARITY[a] == 1]
+    for _ in _play(w, steps):
+        for line in w.legal_actions(0, one_arg):
+            action = line[1:line.index("]")].upper()
+            node = int(line.rsplit("(", 1)[1].rstrip(")"))
+            assert possible(action, w.scene, node), line
