@@ -1,0 +1,1 @@
+"""Experience collection: the MCTS planner, multi-agent exploration and episode records."""
