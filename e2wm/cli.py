@@ -5,7 +5,10 @@ import argparse
 import json
 import sys
 
+from e2wm.collect.mcts import MCTSConfig
 from e2wm.errors import E2WMError
+
+MCTS_DEFAULTS = MCTSConfig()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,13 +42,89 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
     c.set_defaults(func=_world_conformance)
 
+    pl = sub.add_parser("plan", help="plan one activity with MCTS and print the episode")
+    pl.add_argument("--scene", default=None,
+                    help="scene source (default: the first procedural apartment, from procedural:SEED "
+                         "on, that has the activity's classes)")
+    pl.add_argument("--activity", default=None,
+                    help="activity name (see --list); a robothow: scene without one plans its program's goal")
+    pl.add_argument("--seed", type=int, default=0)
+    pl.add_argument("--unit", type=int, default=0)
+    pl.add_argument("--simulations", type=int, default=MCTS_DEFAULTS.simulations)
+    pl.add_argument("--max-depth", type=int, default=MCTS_DEFAULTS.max_depth)
+    pl.add_argument("--select", choices=("best_reward", "most_visited"), default="best_reward")
+    pl.add_argument("--no-prune", action="store_true", help="keep steps the plan does not need")
+    pl.add_argument("--list", action="store_true", help="list the activity library and exit")
+    pl.add_argument("--json", action="store_true", help="print the episode record as one JSON line")
+    pl.set_defaults(func=_plan)
+
+    ex = sub.add_parser("explore", help="multi-agent random exploration; print the episode")
+    ex.add_argument("--scene", default=None, help="scene source (default: procedural:SEED)")
+    ex.add_argument("--agents", type=int, default=3)
+    ex.add_argument("--steps", type=int, default=40)
+    ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument("--unit", type=int, default=0)
+    ex.add_argument("--json", action="store_true", help="print the episode record as one JSON line")
+    ex.set_defaults(func=_explore)
+
     bench = sub.add_parser("bench", help="benchmarks, contenders side by side").add_subparsers(metavar="WHAT")
     b = bench.add_parser("world", help="e2wm's engine vs the official executor")
     b.add_argument("--scene", default=None, help="scene source (default: the first RobotHow program)")
     b.add_argument("--steps", type=int, default=4000)
     b.add_argument("--seed", type=int, default=0)
     b.set_defaults(func=_bench_world)
+    m = bench.add_parser("mcts", help="MCTS simulations/s: e2wm's engine vs the official executor")
+    m.add_argument("--program", default=None, help="RobotHow program (default: file1003_2)")
+    m.add_argument("--simulations", type=int, default=20_000)
+    m.add_argument("--official-simulations", type=int, default=200)
+    m.add_argument("--seed", type=int, default=0)
+    m.set_defaults(func=_bench_mcts)
+    q = bench.add_parser("plans", help="MCTS success rate and plan length over the activity library")
+    q.add_argument("--scenes", type=int, default=50, help="procedural apartments 0..N-1")
+    q.add_argument("--simulations", type=int, default=2000)
+    q.add_argument("--workers", type=int, default=1, help="processes")
+    q.set_defaults(func=_bench_plans)
     return p
+
+
+def _plan(args) -> int:
+    from e2wm.collect.plans import format_plan_episode, plan_episode
+    from e2wm.world.activities import ACTIVITIES, get_activity
+    if args.list:
+        for a in ACTIVITIES:
+            print(f"{a.name:<32} {'; '.join(a.goals)}")
+        return 0
+    scene = args.scene
+    if scene is None:
+        if not args.activity:
+            raise E2WMError("plan: name an --activity (see --list) or a robothow: --scene")
+        scene = _first_fitting_scene(get_activity(args.activity), args.seed)
+    cfg = MCTSConfig(simulations=args.simulations, max_depth=args.max_depth, select=args.select,
+                     prune=not args.no_prune)
+    with _progress() as bar:
+        task = bar.add_task(f"MCTS on {scene}", total=cfg.simulations)
+        ep = plan_episode(scene, args.activity, cfg, args.seed, args.unit,
+                          progress=lambda k: bar.advance(task, k))
+    print(ep.to_json() if args.json else format_plan_episode(ep))
+    return 0
+
+
+def _first_fitting_scene(activity, start: int) -> str:
+    from e2wm.world.graph import Scene
+    from e2wm.world.procedural import generate_apartment
+    for seed in range(start, start + 1000):
+        if activity.fits(Scene.from_dict(generate_apartment(seed))):
+            return f"procedural:{seed}"
+    raise E2WMError(f"activity {activity.name!r}: no procedural apartment from seed {start} on has "
+                    f"{', '.join(activity.classes())}")
+
+
+def _explore(args) -> int:
+    from e2wm.collect.explore import ExploreConfig, explore_episode, format_episode
+    ep = explore_episode(args.scene or f"procedural:{args.seed}",
+                         ExploreConfig(agents=args.agents, steps=args.steps), args.seed, args.unit)
+    print(ep.to_json() if args.json else format_episode(ep))
+    return 0
 
 
 def _world_demo(args) -> int:
@@ -116,6 +195,42 @@ def _bench_world(args) -> int:
           f"{r['official_clone_step_per_s']:>12,}{r['ratio_clone_step']:>8}x")
     print(f"median clone: e2wm {r['clone_us_median']} us, official state copy "
           f"{r['official_copy_us_median']} us")
+    print(json.dumps(r))
+    return 0
+
+
+def _bench_mcts(args) -> int:
+    from e2wm.bench.mcts import run
+    from e2wm.world.oracle import available
+    if not available():
+        raise E2WMError("bench mcts runs the official executor side by side: "
+                        "pip install 'e2wm[virtualhome]'")
+    with _progress() as bar:
+        task = bar.add_task("e2wm search", total=args.simulations)
+        r = run(args.program, args.simulations, args.official_simulations, args.seed,
+                progress=lambda k: bar.advance(task, k))
+    print(f"RobotHow {r['program']} ({r['title']}): {r['goal_facts']} goal facts, "
+          f"{r['objects']} goal objects; UCT depth {r['max_depth']}, one core")
+    print(f"{'':<12}{'simulations':>12}{'sims/s':>10}{'s per 20k':>11}")
+    print(f"{'e2wm':<12}{r['simulations']:>12,}{r['sims_per_s']:>10,}{r['seconds_20k']:>11}")
+    print(f"{'official':<12}{r['official_simulations']:>12,}{r['official_sims_per_s']:>10,}"
+          f"{r['official_seconds_20k']:>11}")
+    print(f"ratio {r['ratio']}x; e2wm plan reached the goal: {r['reached']} ({r['plan_steps']} steps)")
+    print(json.dumps(r))
+    return 0
+
+
+def _bench_plans(args) -> int:
+    from e2wm.bench.plans import run
+    with _progress() as bar:
+        task = bar.add_task("planning", total=None)
+        r = run(args.scenes, args.simulations, args.workers, progress=lambda k: bar.advance(task, k))
+    print(f"{r['activities']} activities over {r['scenes']} procedural apartments, "
+          f"{r['simulations']} simulations each: {r['posed']} goals posed "
+          f"({r['already_done']} skipped: already done there)")
+    print(f"success {r['succeeded']}/{r['posed']} = {100 * r['success_rate']:.1f}%; mean plan "
+          f"{r['mean_plan_lines']} lines; mean search {r['mean_search_s']} s; "
+          f"{r['plans_per_s']} plans/s on {r['workers']} worker(s)")
     print(json.dumps(r))
     return 0
 

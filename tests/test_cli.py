@@ -26,6 +26,10 @@ def test_world_demo_runs_an_episode(capsys):
 @pytest.mark.parametrize("args, names", [
     (["bench", "world", "--scene", "no/such/scene.json"], "no/such/scene.json"),
     (["world", "demo", "--seed", "-4"], "seed"),
+    (["plan", "--activity", "wach tv"], "watch tv"),
+    (["plan", "--scene", "procedural:0", "--activity", "watch tv", "--simulations", "0"], "simulations"),
+    (["plan", "--scene", "procedural:0"], "activity"),
+    (["explore", "--agents", "0"], "agents"),
 ])
 def test_user_errors_print_one_line_and_exit_2(args, names, tmp_path):
     r = _run(*args)
@@ -60,3 +64,35 @@ def test_world_conformance_json_line():
     assert row["programs_total"] == 6 and row["random_steps"] == 150
     assert row["programs_executed"] >= 5 and row["unexplained"] == 0
     assert row["final_match"] >= row["oracle_final_match"]
+
+
+def test_plan_prints_a_readable_episode_and_json(capsys):
+    assert main(["plan", "--activity", "watch tv", "--seed", "0", "--simulations", "800"]) == 0
+    out = capsys.readouterr().out
+    assert "Activity: watch tv" in out and "procedural:" in out
+    assert re.search(r"^\s+1\. \[Walk\] <\w+> \(\d+\)", out, re.M)
+    assert "SUCCESS" in out
+    assert main(["plan", "--activity", "watch tv", "--seed", "0", "--simulations", "800", "--json"]) == 0
+    ep = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert ep["kind"] == "plan" and ep["success"] is True and ep["activity"] == "watch tv"
+
+
+def test_plan_list_names_the_library(capsys):
+    assert main(["plan", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) >= 60 and "watch tv" in out
+
+
+def test_explore_prints_every_step(capsys):
+    assert main(["explore", "--agents", "3", "--steps", "40", "--seed", "0"]) == 0
+    out = capsys.readouterr().out
+    assert len(re.findall(r"^\s+\d+\. agent [012] ", out, re.M)) == 40
+
+
+def test_bench_mcts_json_line():
+    pytest.importorskip("virtualhome_eval")
+    r = _run("bench", "mcts", "--simulations", "400", "--official-simulations", "20")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout.strip().splitlines()[-1])
+    assert d["bench"] == "mcts" and d["ratio"] > 1
+    assert {"sims_per_s", "seconds_20k", "ratio"} <= d.keys()

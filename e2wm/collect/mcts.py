@@ -1,0 +1,419 @@
+"""UCT planner over a world model, with E2WM's rewards, action pruning and macro pre-actions.
+
+The search is written against a small environment interface (`WorldEnv` below: clone, check,
+step, and a few queries), so the same code can drive the official executor for the benchmark.
+What differs from E2WM's `mcts.py`, deliberately: every random choice comes from one seeded
+generator; the rollout discount is gamma**t (E2WM squared its running discount each step);
+rewards count only the goal facts (E2WM's goal sets rewarded merely walking close to things).
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+
+from e2wm.errors import E2WMError
+from e2wm.world.rules import possible
+from e2wm.world.vocab import (ACTION_ARITY, ACTION_NAMES, CLOSED, DRINKABLE, LYING, POURABLE, R_INSIDE,
+                              SITTING)
+
+# E2WM's pruning: Find and Run, and the verbs it judged useless for plans.
+E2WM_EXCLUDED = ("FIND", "RUN", "DRINK", "LOOKAT", "POINTAT", "GREET", "READ", "TOUCH", "TYPE",
+                 "WATCH", "PUSH", "PULL", "SLEEP", "WAKEUP", "SQUEEZE", "EAT", "SCRUB", "CUT", "WASH")
+# Verbs that "use" an object: a closed container holding it is opened first (a macro).
+_USES = ("GRAB", "SWITCHON", "SWITCHOFF", "PLUGIN", "PLUGOUT", "RINSE", "WIPE")
+_TWO_ARG = ("PUTBACK", "PUTIN", "POUR")
+_HELD_ONLY = ("DROP", "RELEASE", "PUTOBJBACK")   # checked only for objects in hand
+
+
+@dataclass(frozen=True)
+class MCTSConfig:
+    simulations: int = 20_000
+    max_depth: int = 25
+    discount: float = 0.99
+    c_init: float = 10.0          # exploration: E2WM's c(N) = ln((1 + N + c_base) / c_base + c_init)
+    c_base: float = 1000.0
+    reward_new: float = 2.0       # per goal fact newly satisfied
+    reward_undo: float = -1.5     # per goal fact undone
+    reward_step: float = -0.1     # per planner step (a macro is one step)
+    reward_done: float = 5.0      # once every goal fact holds; the episode ends there
+    excluded: tuple[str, ...] = E2WM_EXCLUDED
+    select: str = "best_reward"   # E2WM: the best-reward prefix of any simulated path; or "most_visited"
+    prune: bool = True            # drop steps the successful plan does not need (re-checked in the world)
+    goal_verbs: bool = True       # leave out verbs that cannot change a goal fact (see `goal_verbs`)
+    room_walks: str = "first"     # rooms as walk targets: "first" step only (and goal rooms), or "always" (E2WM)
+
+    def __post_init__(self):
+        def bad(name, why):
+            raise E2WMError(f"mcts config: {name}={getattr(self, name)!r}: {why}")
+        if not isinstance(self.simulations, int) or self.simulations < 1:
+            bad("simulations", "must be an int >= 1")
+        if not isinstance(self.max_depth, int) or self.max_depth < 1:
+            bad("max_depth", "must be an int >= 1")
+        if not 0 < self.discount <= 1:
+            bad("discount", "must be in (0, 1]")
+        if self.select not in ("best_reward", "most_visited"):
+            bad("select", "must be 'best_reward' or 'most_visited'")
+        if self.room_walks not in ("first", "always"):
+            bad("room_walks", "must be 'first' or 'always'")
+        unknown = [v for v in self.excluded if v.upper() not in ACTION_ARITY]
+        if unknown:
+            bad("excluded", f"unknown action(s) {', '.join(unknown)}")
+        if "WALK" in [v.upper() for v in self.excluded]:
+            bad("excluded", "the planner cannot work without WALK")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["excluded"] = list(self.excluded)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MCTSConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise E2WMError(f"mcts config: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        d = dict(d)
+        if "excluded" in d:
+            d["excluded"] = tuple(d["excluded"])
+        return cls(**d)
+
+
+class WorldEnv:
+    """The planner's view of one agent in an e2wm World."""
+    __slots__ = ("w", "agent", "c")
+
+    def __init__(self, world, agent: int = 0):
+        self.w, self.agent, self.c = world, agent, world.agents[agent]
+
+    def clone(self) -> "WorldEnv":
+        return WorldEnv(self.w.clone(), self.agent)
+
+    def check(self, line: str) -> bool:
+        w = self.w
+        rule, ids = w.scene.lines.get(line) or w._resolve(line)
+        return rule is not None and rule[0](w, self.c, *ids) is None
+
+    def step(self, line: str) -> bool:
+        return self.w.step(line, self.agent).ok
+
+    def resting(self) -> bool:
+        return bool(self.w.states(self.c) & (SITTING | LYING))
+
+    def close_to(self, x: int) -> bool:
+        return self.w.close_to(self.c, x)
+
+    def held(self) -> tuple[int, ...]:
+        return tuple(sorted(self.w.held(self.c)))
+
+    def closed_container(self, x: int) -> int | None:
+        """The lowest-id CLOSED non-room node that x is INSIDE, if any."""
+        w, rooms = self.w, self.w.scene.rooms
+        boxes = [b for b in w._out(x, R_INSIDE) if b not in rooms and w.states(b) & CLOSED]
+        return min(boxes) if boxes else None
+
+    def truth(self, facts) -> int:
+        """Bit i set when facts[i] holds."""
+        w, mask = self.w, 0
+        for i, f in enumerate(facts):
+            if f.holds(w):
+                mask |= 1 << i
+        return mask
+
+
+class ActionSpace:
+    """E2WM's pruned action set: walk to a room or a goal object; act on goal objects close by.
+
+    An action is a tuple of script lines: one line, or a macro (StandUp then Walk for a resting
+    agent; Open a closed container then use what is inside it). With `config.goal_verbs`, verbs
+    that cannot change any of the goal facts are left out too (see `goal_verbs`); with
+    `config.room_walks == "first"`, rooms are walk targets only at the first step and when a goal
+    fact names them (a walk to an object works from anywhere).
+    """
+
+    def __init__(self, scene, objects, config: MCTSConfig | None = None, facts=()):
+        cfg = config or MCTSConfig()
+        ex = {v.upper() for v in cfg.excluded}
+        if cfg.goal_verbs:
+            ex |= set(ACTION_ARITY) - goal_verbs(scene, facts)
+        label = scene.node_label
+        chars = set(scene.characters)
+        self.rooms = sorted(scene.rooms)
+        named_rooms = {n for f in facts for n in f.nodes() if n in scene.rooms}
+        self.later_rooms = (self.rooms if cfg.room_walks == "always"
+                            else [r for r in self.rooms if r in named_rooms])
+        self.objects = sorted(o for o in objects if o not in scene.rooms and o not in chars)
+        self.walk = {x: f"[Walk] {label(x)}" for x in self.rooms + self.objects}
+        self.open = {}
+        one = [a for a, n in ACTION_ARITY.items() if n == 1 and a not in ex and a != "WALK"]
+        self.one_arg = {x: [(a, f"[{ACTION_NAMES[a]}] {label(x)}") for a in one
+                            if a not in _HELD_ONLY and possible(a, scene, x)] for x in self.objects}
+        self.held_arg = {x: [f"[{ACTION_NAMES[a]}] {label(x)}" for a in _HELD_ONLY if a in one]
+                         for x in self.objects}
+        self.two_arg = [a for a in _TWO_ARG if a not in ex]
+        self.zero_arg = [f"[{ACTION_NAMES[a]}]" for a, n in ACTION_ARITY.items() if n == 0 and a not in ex]
+        self.standup = "[StandUp]"   # always allowed: a resting agent must stand to walk
+        self._label = label
+        self._two: dict[tuple, str] = {}
+
+    def _open_line(self, box: int) -> str:
+        line = self.open.get(box)
+        if line is None:
+            line = self.open[box] = f"[Open] {self._label(box)}"
+        return line
+
+    def legal(self, env, first: bool = False) -> list[tuple[str, ...]]:
+        """The actions executable now, in a fixed order."""
+        out, seen = [], set()
+        resting = env.resting()
+        for x in (self.rooms if first else self.later_rooms + self.objects):
+            box = None if first or x in self.rooms else env.closed_container(x)
+            line = self.walk[x] if box is None else self.walk.get(box) or self._walk_line(box)
+            if line in seen:
+                continue
+            seen.add(line)
+            if not resting:
+                if env.check(line):
+                    out.append((line,))
+            elif _runs(env, (self.standup, line)):
+                out.append((self.standup, line))
+        if first:
+            return out
+        held = env.held()
+        for x in self.objects:
+            if not env.close_to(x):
+                continue
+            box = env.closed_container(x)
+            for verb, line in self.one_arg[x]:
+                if env.check(line):
+                    out.append((line,))
+                elif box is not None and verb in _USES:
+                    macro = (self._open_line(box), line)
+                    if env.check(macro[0]) and _runs(env, macro):
+                        out.append(macro)
+            for h in held:
+                if h == x:
+                    for line in self.held_arg[x]:
+                        if env.check(line):
+                            out.append((line,))
+                    continue
+                for verb in self.two_arg:
+                    line = self._two_line(verb, h, x)
+                    if env.check(line):
+                        out.append((line,))
+        for line in self.zero_arg:
+            if env.check(line):
+                out.append((line,))
+        return out
+
+    def _walk_line(self, x: int) -> str:
+        line = self.walk[x] = f"[Walk] {self._label(x)}"
+        return line
+
+    def _two_line(self, verb: str, a: int, b: int) -> str:
+        key = (verb, a, b)
+        line = self._two.get(key)
+        if line is None:
+            line = self._two[key] = f"[{ACTION_NAMES[verb]}] {self._label(a)} {self._label(b)}"
+        return line
+
+
+# Verbs whose effects can change goal facts of every kind; the rest are kept only when a goal
+# fact needs them. Verbs with no effect (Move, Touch, ...) or duplicating another (Release is
+# Drop, PutObjBack is a PutBack / PutIn to where the object came from) never are.
+_ALWAYS = {"WALK", "GRAB", "DROP", "OPEN", "CLOSE", "SWITCHON", "SWITCHOFF", "PLUGIN", "PLUGOUT",
+           "PUTBACK", "PUTIN", "STANDUP"}
+
+
+def goal_verbs(scene, facts) -> set[str]:
+    """The verbs a plan for `facts` may need."""
+    verbs = set(_ALWAYS)
+    chars = set(scene.characters)
+    for f in facts:
+        if f.name == "FACING":
+            verbs.add("TURNTO")
+        if f.kind == "state" and f.name == "CLEAN":
+            verbs |= {"WIPE", "RINSE", "WASH", "SCRUB"}
+        if f.name in ("SITTING", "LYING") or (f.name == "ON" and f.a in chars):
+            verbs |= {"SIT", "LIE"}
+        if f.kind == "edge" and f.name == "ON" and f.b in chars:
+            verbs |= {"PUTON", "PUTOFF"}
+        if f.kind == "edge" and f.name == "INSIDE" and scene.props[f.a] & (POURABLE | DRINKABLE):
+            verbs.add("POUR")
+    return verbs
+
+
+def _runs(env, lines) -> bool:
+    """Whether a macro runs through in a scratch copy (macros are rare; a clone is cheap)."""
+    scratch = env.clone()
+    return all(scratch.step(line) for line in lines)
+
+
+class _Node:
+    __slots__ = ("action", "reward", "children", "untried", "n", "w", "done")
+
+    def __init__(self, action, reward, done):
+        self.action, self.reward, self.done = action, reward, done
+        self.children: list[_Node] = []
+        self.untried: list | None = None   # filled on the first visit
+        self.n = 0
+        self.w = 0.0
+
+
+@dataclass
+class SearchResult:
+    actions: list[tuple[str, ...]]     # the chosen plan, one tuple of lines per planner step
+    reward: float                      # its undiscounted return during search
+    reached: bool                      # every goal fact held at its end during search
+    stats: dict = field(default_factory=dict)
+    wall_s: float = 0.0
+
+    @property
+    def lines(self) -> list[str]:
+        return [line for a in self.actions for line in a]
+
+
+def search(env, facts, space: ActionSpace, config: MCTSConfig, rng: random.Random,
+           progress=None) -> SearchResult:
+    """Run `config.simulations` UCT simulations from `env` towards `facts`."""
+    t0 = time.perf_counter()
+    cfg = config
+    gamma, depth_max = cfg.discount, cfg.max_depth
+    full = (1 << len(facts)) - 1
+    start_truth = env.truth(facts)
+    root = _Node((), 0.0, start_truth == full)
+    best_r, best_path, best_done = 0.0, [], root.done
+    nodes, rollout_steps, max_tree_depth = 1, 0, 0
+
+    def transition(e, action, truth, ever):
+        if not all(e.step(line) for line in action):
+            # legal actions always run; a failure means the env disagrees with its own checks
+            raise E2WMError(f"planner: legal action {action} failed to execute")
+        now = e.truth(facts)
+        return step_reward(truth, now, ever, full, cfg), now, ever | now
+
+    for sim in range(cfg.simulations):
+        e = env.clone()
+        node, truth, ever, depth = root, start_truth, start_truth, 0
+        path_nodes = [root]
+        rewards: list[float] = []
+        actions: list[tuple[str, ...]] = []
+        # Selection: descend through fully expanded nodes.
+        while not node.done and depth < depth_max:
+            if node.untried is None:
+                node.untried = space.legal(e, first=depth == 0)
+                rng.shuffle(node.untried)
+            if node.untried or not node.children:
+                break
+            node = _select(node, cfg)
+            _, truth, ever = transition(e, node.action, truth, ever)   # the reward is stored
+            rewards.append(node.reward)
+            actions.append(node.action)
+            path_nodes.append(node)
+            depth += 1
+        # Expansion: one untried action.
+        if not node.done and depth < depth_max and node.untried:
+            action = node.untried.pop()
+            r, truth, ever = transition(e, action, truth, ever)
+            child = _Node(action, r, truth == full)
+            node.children.append(child)
+            nodes += 1
+            node = child
+            rewards.append(r)
+            actions.append(action)
+            path_nodes.append(child)
+            depth += 1
+        max_tree_depth = max(max_tree_depth, depth)
+    # Rollout: uniformly random legal actions.
+        done = node.done
+        while not done and depth < depth_max:
+            legal = space.legal(e, first=depth == 0)
+            if not legal:
+                break
+            action = legal[rng.randrange(len(legal))]
+            r, truth, ever = transition(e, action, truth, ever)
+            done = truth == full
+            rewards.append(r)
+            actions.append(action)
+            depth += 1
+            rollout_steps += 1
+        # Best-reward prefix (E2WM's returned plan): highest return, then shortest.
+        total = 0.0
+        for k, r in enumerate(rewards):
+            total += r
+            if total > best_r + 1e-9 or (abs(total - best_r) <= 1e-9 and k + 1 < len(best_path)):
+                best_r, best_path = total, actions[: k + 1]
+                best_done = k + 1 == len(rewards) and done
+        backup(path_nodes, rewards, gamma)
+        if progress is not None and (sim + 1) % 1000 == 0:
+            progress(1000)
+    if progress is not None and cfg.simulations % 1000:
+        progress(cfg.simulations % 1000)
+
+    if cfg.select == "most_visited":
+        plan, node = [], root
+        while node.children:
+            node = max(node.children, key=lambda ch: ch.n)
+            plan.append(node.action)
+            if node.done:
+                break
+        reward, reached = plan_return(env, facts, plan, cfg)
+    else:
+        plan, reward, reached = best_path, best_r, best_done
+    wall = time.perf_counter() - t0
+    stats = {"simulations": cfg.simulations, "nodes": nodes, "max_tree_depth": max_tree_depth,
+             "rollout_steps": rollout_steps, "root_actions": len(root.untried or []) + len(root.children)}
+    return SearchResult(list(plan), round(reward, 6), reached, stats, wall)
+
+
+def backup(path_nodes: list, rewards: list[float], gamma: float) -> None:
+    """Add the discounted return G_t = r_t + gamma * G_{t+1} to each tree node on the path.
+
+    path_nodes[0] is the root and path_nodes[t + 1] the node reached by the t-th reward; rewards
+    past the tree (the rollout) count in the returns but have no node.
+    """
+    g = 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        g = rewards[t] + gamma * g
+        if t + 1 < len(path_nodes):
+            path_nodes[t + 1].n += 1
+            path_nodes[t + 1].w += g
+    path_nodes[0].n += 1
+
+
+def _select(node: _Node, cfg: MCTSConfig) -> _Node:
+    n = node.n
+    c = math.log((1 + n + cfg.c_base) / cfg.c_base + cfg.c_init) * math.sqrt(n)
+    best, best_score = None, -math.inf
+    for ch in node.children:
+        score = ch.w / ch.n + c / (1 + ch.n)
+        if score > best_score:
+            best, best_score = ch, score
+    return best
+
+
+def step_reward(before: int, after: int, ever: int, full: int, cfg: MCTSConfig) -> float:
+    """The transition reward between goal-fact bit masks; `ever`: facts true at any earlier point.
+
+    A fact pays `reward_new` only the first time it becomes true. E2WM paid again each time an
+    undone fact was redone, so toggling a fact (+2, -1.5, +2) outscored doing it once and the
+    best-reward plans filled up with toggles.
+    """
+    r = (cfg.reward_step + cfg.reward_new * (after & ~ever).bit_count()
+         + cfg.reward_undo * (before & ~after).bit_count())
+    return r + cfg.reward_done if after == full else r
+
+
+def plan_return(env, facts, plan, cfg) -> tuple[float, bool]:
+    """(undiscounted return, goal reached) of running `plan` in a copy of `env`."""
+    e, full = env.clone(), (1 << len(facts)) - 1
+    truth = ever = e.truth(facts)
+    total = 0.0
+    for action in plan:
+        for line in action:
+            e.step(line)
+        now = e.truth(facts)
+        total += step_reward(truth, now, ever, full, cfg)
+        truth, ever = now, ever | now
+    return total, truth == full

@@ -1,0 +1,111 @@
+"""Goal-directed plan episodes: instantiate a goal, search with MCTS, re-execute, record.
+
+A plan is marked successful only after it is run again, line by line, in a fresh copy of the
+start world and every goal fact holds at the end; the search's own bookkeeping is not trusted.
+"""
+from __future__ import annotations
+
+import random
+import time
+
+from e2wm.collect.episodes import Episode, episode_key
+from e2wm.collect.mcts import ActionSpace, MCTSConfig, WorldEnv, search, step_reward
+from e2wm.errors import E2WMError
+from e2wm.world.activities import Goal, get_activity, goal_from_program, initial_conditions
+from e2wm.world.scenes import load_scene, robothow_program
+from e2wm.world.script import parse_line
+from e2wm.world.world import World
+
+
+def execute_plan(world: World, goal: Goal, actions, config: MCTSConfig):
+    """Run a plan in a copy of `world`: (steps, reward, success); stops at the first failing line."""
+    w = world.clone()
+    env = WorldEnv(w, goal.agent)
+    full = (1 << len(goal.facts)) - 1
+    truth = ever = env.truth(goal.facts)
+    steps, total, ok = [], 0.0, True
+    for action in actions:
+        for line in action:
+            r = w.step(line, goal.agent)
+            now = env.truth(goal.facts)
+            steps.append({"agent": goal.agent, "line": line, "ok": r.ok, "message": r.message,
+                          "satisfied": now.bit_count()})
+            if not r.ok:
+                ok = False
+                break
+        if not ok:
+            break
+        total += step_reward(truth, now, ever, full, config)
+        truth, ever = now, ever | now
+    return steps, round(total, 6), ok and truth == full
+
+
+def prune_plan(world: World, goal: Goal, actions, config: MCTSConfig) -> list:
+    """Drop, last first, each step whose removal still leaves a successful plan.
+
+    The first step stays: it is the walk to a room that E2WM's plans (and the data built from
+    them) start with.
+    """
+    kept = list(actions)
+    for i in range(len(kept) - 1, 0, -1):
+        trial = kept[:i] + kept[i + 1:]
+        if execute_plan(world, goal, trial, config)[2]:
+            kept = trial
+    return kept
+
+
+def make_goal(world: World, scene: str, activity: str | None, rng: random.Random) -> Goal:
+    """The goal of a plan episode: a library activity bound in this world, or a RobotHow program's."""
+    if activity:
+        return get_activity(activity).instantiate(world, rng, agent=0)
+    if scene.startswith("robothow:"):
+        return goal_from_program(robothow_program(scene.partition(":")[2]))
+    raise E2WMError(f"scene {scene!r}: name an activity (only RobotHow scenes carry their own goal)")
+
+
+def plan_episode(scene: str, activity: str | None, config: MCTSConfig, seed: int, unit: int = 0,
+                 progress=None) -> Episode:
+    t0 = time.perf_counter()
+    key = episode_key({"kind": "plan", "activity": activity, "mcts": config.to_dict()}, scene, seed, unit)
+    rng = random.Random(f"{seed}:{unit}")
+    world = World.from_dict(load_scene(scene), scene)
+    goal = make_goal(world, scene, activity, rng)
+    space = ActionSpace(world.scene, goal.objects, config, goal.facts)
+    result = search(WorldEnv(world.clone(), goal.agent), goal.facts, space, config, rng, progress)
+    actions = result.actions
+    found = execute_plan(world, goal, actions, config)[2]
+    if found and config.prune:
+        actions = prune_plan(world, goal, actions, config)
+    steps, reward, success = execute_plan(world, goal, actions, config)
+    sc = world.scene
+    conditions = initial_conditions(world, goal.objects)
+    named = {n for f in (*goal.facts, *conditions) for n in f.nodes()}
+    named |= {i for s in steps for i in parse_line(s["line"]).ids}
+    stats = dict(result.stats, search_reward=result.reward, search_steps=len(result.actions),
+                 pruned_steps=len(result.actions) - len(actions))
+    return Episode(
+        key=key, kind="plan", scene=scene, seed=seed, unit=unit, agents=1,
+        activity=goal.activity, goals=[f.text(sc) for f in goal.facts],
+        conditions=[f.text(sc) for f in conditions],
+        names={str(i): sc.class_name[i] for i in sorted(named)},
+        steps=steps, reward=reward, success=success, stats=stats,
+        timing={"search_s": round(result.wall_s, 4), "total_s": round(time.perf_counter() - t0, 4),
+                "sims_per_s": round(config.simulations / max(result.wall_s, 1e-9), 1)})
+
+
+def format_plan_episode(ep: Episode) -> str:
+    out = [f"Plan episode {ep.key}: scene {ep.scene}, seed {ep.seed}, unit {ep.unit}",
+           f"Activity: {ep.activity}", "Goal facts:"]
+    out += [f"  {g}" for g in ep.goals]
+    if ep.conditions:
+        out.append("Initial conditions of the goal objects:")
+        out += [f"  {c}" for c in ep.conditions]
+    out.append(f"Plan ({len(ep.steps)} lines):")
+    for k, s in enumerate(ep.steps, 1):
+        status = f"goal facts {s['satisfied']}/{len(ep.goals)}" if s["ok"] else f"FAILED: {s['message']}"
+        out.append(f"  {k:2d}. {s['line']:<56} {status}")
+    st = ep.stats
+    out.append(f"{'SUCCESS' if ep.success else 'NOT REACHED'}: reward {ep.reward}; search: "
+               f"{st['simulations']} simulations, {st['nodes']} tree nodes, "
+               f"{st['pruned_steps']} needless steps pruned, {ep.timing.get('search_s', 0)} s")
+    return "\n".join(out)
