@@ -67,6 +67,20 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--json", action="store_true", help="print the episode record as one JSON line")
     ex.set_defaults(func=_explore)
 
+    co = sub.add_parser("collect", help="collect plan and exploration episodes on Ray (resumable)")
+    co.add_argument("--config", default=None, help="YAML job config (default: the packaged quickstart preset)")
+    for flag, kind, text in (("--out", str, "output directory"), ("--workers", int, "simulator actors"),
+                             ("--address", str, "local (a private Ray instance), auto, or a cluster address"),
+                             ("--plans", int, "plan episodes"), ("--explorations", int, "exploration episodes"),
+                             ("--scenes", int, "procedural apartments"), ("--scene-first", int, "first apartment seed"),
+                             ("--simulations", int, "MCTS simulations per plan"), ("--seed", int, "job seed"),
+                             ("--shard-size", int, "units per shard"), ("--worker-cpus", float, "Ray CPUs per actor"),
+                             ("--max-in-flight", int, "units queued per actor"),
+                             ("--chaos-kill-every", int, "fault injection: a worker exits hard after K units")):
+        co.add_argument(flag, type=kind, default=None, help=text)
+    co.add_argument("--activity", action="append", default=None, help="plan only this activity (repeatable)")
+    co.set_defaults(func=_collect)
+
     bench = sub.add_parser("bench", help="benchmarks, contenders side by side").add_subparsers(metavar="WHAT")
     b = bench.add_parser("world", help="e2wm's engine vs the official executor")
     b.add_argument("--scene", default=None, help="scene source (default: the first RobotHow program)")
@@ -79,6 +93,11 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--official-simulations", type=int, default=200)
     m.add_argument("--seed", type=int, default=0)
     m.set_defaults(func=_bench_mcts)
+    bc = bench.add_parser("collect", help="collection episodes/s by worker count (Ray)")
+    bc.add_argument("--workers", default="1,2", help="comma-separated worker counts")
+    bc.add_argument("--units", type=int, default=60, help="plan units per run")
+    bc.add_argument("--simulations", type=int, default=2000)
+    bc.set_defaults(func=_bench_collect)
     q = bench.add_parser("plans", help="MCTS success rate and plan length over the activity library")
     q.add_argument("--scenes", type=int, default=50, help="procedural apartments 0..N-1")
     q.add_argument("--simulations", type=int, default=2000)
@@ -124,6 +143,32 @@ def _explore(args) -> int:
     ep = explore_episode(args.scene or f"procedural:{args.seed}",
                          ExploreConfig(agents=args.agents, steps=args.steps), args.seed, args.unit)
     print(ep.to_json() if args.json else format_episode(ep))
+    return 0
+
+
+def _collect(args) -> int:
+    from e2wm.collect.run import collect
+    from e2wm.config import CollectConfig, read_yaml
+    data, where = read_yaml(args.config, "collect.yaml")
+    for key in ("out", "workers", "address", "plans", "explorations", "scenes", "scene_first", "seed",
+                "shard_size", "worker_cpus", "max_in_flight", "chaos_kill_every"):
+        if getattr(args, key) is not None:
+            data[key] = getattr(args, key)
+    if args.activity:
+        data["activities"] = args.activity
+    if args.simulations is not None:
+        data["mcts"] = dict(data.get("mcts") or {}, simulations=args.simulations)
+    cfg = CollectConfig.from_dict(data, where)
+    with _progress(rate=True) as bar:
+        task = bar.add_task(f"collecting into {cfg.out}", total=None)
+
+        def advance(k, total):
+            bar.update(task, total=total, advance=k)
+        stats = collect(cfg, progress=advance, log=bar.console.print)
+    print(f"{stats['episodes']} episodes, {stats['failures']} failed units (see failures.jsonl) of "
+          f"{stats['units']} in {cfg.out}; this run: {stats['units_this_run']} units in {stats['wall_s']} s "
+          f"({stats['episodes_per_s']} units/s on {stats['workers']} workers, {stats['restarts']} restarts)")
+    print(f"content hash {stats['content_hash']}")
     return 0
 
 
@@ -220,6 +265,21 @@ def _bench_mcts(args) -> int:
     return 0
 
 
+def _bench_collect(args) -> int:
+    from e2wm.bench.collect import run
+    try:
+        workers = tuple(int(x) for x in args.workers.split(","))
+    except ValueError:
+        raise E2WMError(f"--workers {args.workers!r}: expected counts like 1,2") from None
+
+    def show(n, row):
+        print(f"{n} worker(s): {row['episodes_per_s']} episodes/s ({row['run_s']} s)", flush=True)
+    r = run(workers, args.units, args.simulations, progress=show)
+    print(f"speedup {r['speedup']}x, efficiency {r['efficiency']}; same output: {r['same_output']}")
+    print(json.dumps(r))
+    return 0
+
+
 def _bench_plans(args) -> int:
     from e2wm.bench.plans import run
     with _progress() as bar:
@@ -235,9 +295,11 @@ def _bench_plans(args) -> int:
     return 0
 
 
-def _progress():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+def _progress(rate: bool = False):
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+    extra = (TaskProgressColumn(show_speed=True), TimeRemainingColumn()) if rate else ()
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), *extra,
                     TimeElapsedColumn(), transient=True)
 
 

@@ -30,6 +30,7 @@ def test_world_demo_runs_an_episode(capsys):
     (["plan", "--scene", "procedural:0", "--activity", "watch tv", "--simulations", "0"], "simulations"),
     (["plan", "--scene", "procedural:0"], "activity"),
     (["explore", "--agents", "0"], "agents"),
+    (["collect", "--config", "no/such/job.yaml"], "no/such/job.yaml"),
 ])
 def test_user_errors_print_one_line_and_exit_2(args, names, tmp_path):
     r = _run(*args)
@@ -96,3 +97,16 @@ def test_bench_mcts_json_line():
     d = json.loads(r.stdout.strip().splitlines()[-1])
     assert d["bench"] == "mcts" and d["ratio"] > 1
     assert {"sims_per_s", "seconds_20k", "ratio"} <= d.keys()
+
+
+def test_collect_writes_shards_and_resumes(tmp_path):
+    args = ["collect", "--out", str(tmp_path), "--plans", "3", "--explorations", "3",
+            "--simulations", "100", "--workers", "1", "--shard-size", "4"]
+    r = _run(*args)
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["units"] == 6 and manifest["episodes"] + manifest["failures"] == 6
+    assert sorted(manifest["shards"]) == ["shard-00000.jsonl", "shard-00001.jsonl"]
+    again = _run(*args)
+    assert again.returncode == 0 and manifest["content_hash"] in again.stdout
+    assert json.loads((tmp_path / "stats.json").read_text())["units_this_run"] == 0

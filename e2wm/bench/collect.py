@@ -1,0 +1,32 @@
+"""`e2wm bench collect`: collection throughput by worker count, same job, one process.
+
+Each worker count runs the same plan-only job into a fresh directory on its own private Ray
+instance; the rate is units per second of the work loop (actors already started), so Ray start-up
+is not counted. Speedup and efficiency compare the last count with the first.
+"""
+from __future__ import annotations
+
+import tempfile
+
+from e2wm.collect.run import collect
+from e2wm.config import CollectConfig
+
+
+def run(workers=(1, 2), units: int = 60, simulations: int = 2000, progress=None) -> dict:
+    rows = {}
+    for n in workers:
+        with tempfile.TemporaryDirectory(prefix="e2wm-bench-collect-") as out:
+            cfg = CollectConfig.from_dict({"out": out, "plans": units, "explorations": 0, "scenes": 30,
+                                           "mcts": {"simulations": simulations}, "workers": n,
+                                           "shard_size": 10})
+            stats = collect(cfg, log=lambda *a: None)
+        rows[n] = {"episodes_per_s": stats["episodes_per_s"], "run_s": stats["run_s"],
+                   "content_hash": stats["content_hash"]}
+        if progress is not None:
+            progress(n, rows[n])
+    first, last = workers[0], workers[-1]
+    speedup = rows[last]["episodes_per_s"] / rows[first]["episodes_per_s"]
+    return {"bench": "collect", "units": units, "simulations": simulations,
+            "workers": list(workers), "episodes_per_s": {str(n): rows[n]["episodes_per_s"] for n in workers},
+            "speedup": round(speedup, 3), "efficiency": round(speedup * first / last, 3),
+            "same_output": len({r["content_hash"] for r in rows.values()}) == 1}

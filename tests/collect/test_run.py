@@ -1,0 +1,130 @@
+"""The collection driver on a private local Ray instance: determinism, fault tolerance, resume."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from e2wm.collect.run import MANIFEST, collect, plan_units
+from e2wm.config import CollectConfig, read_yaml
+from e2wm.errors import E2WMError
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+# "go to sleep" (lie on the bed, light off) fits every apartment and is never already done there.
+JOB = {"plans": 40, "explorations": 160, "scenes": 10, "activities": ["go to sleep"],
+       "mcts": {"simulations": 60}, "shard_size": 20}
+
+
+def _cfg(out, **kw) -> CollectConfig:
+    return CollectConfig.from_dict({**JOB, "out": str(out), **kw})
+
+
+def _episodes(out):
+    rows = []
+    for name in sorted(os.listdir(out)):
+        if name.startswith("shard-"):
+            rows += [json.loads(line) for line in (out / name).read_text().splitlines()]
+    return rows
+
+
+@pytest.mark.slow
+def test_kills_and_worker_count_do_not_change_the_output(tmp_path):
+    chaos = collect(_cfg(tmp_path / "chaos", workers=2, chaos_kill_every=25), log=lambda *a: None)
+    clean = collect(_cfg(tmp_path / "clean", workers=2), log=lambda *a: None)
+    single = collect(_cfg(tmp_path / "single", workers=1), log=lambda *a: None)
+    manifest = json.loads((tmp_path / "chaos" / MANIFEST).read_text())
+    assert manifest["episodes"] == 200 and manifest["failures"] == 0
+    rows = _episodes(tmp_path / "chaos")
+    assert len(rows) == 200 and len({r["key"] for r in rows}) == 200
+    assert sorted(r["unit"] for r in rows) == list(range(200))
+    assert chaos["restarts"] >= 3          # 200 units / 2 workers / a kill every 25
+    assert chaos["content_hash"] == clean["content_hash"] == single["content_hash"]
+    for name in os.listdir(tmp_path / "clean"):
+        if name.startswith("shard-"):
+            assert (tmp_path / "chaos" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()
+
+
+@pytest.mark.slow
+def test_killed_driver_resumes_without_duplicates(tmp_path):
+    args = [sys.executable, "-m", "e2wm.cli", "collect", "--plans", "24", "--explorations", "24",
+            "--scenes", "6", "--simulations", "1500", "--shard-size", "4", "--workers", "2",
+            "--activity", "go to sleep"]
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")
+    out = tmp_path / "killed"
+    p = subprocess.Popen(args + ["--out", str(out)], env=env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and p.poll() is None:
+        m = out / MANIFEST
+        if m.exists() and 2 <= len(json.loads(m.read_text())["shards"]) < 12:
+            break
+        time.sleep(0.2)
+    assert p.poll() is None, "the job finished before it could be killed"
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=30)
+    done_before = len(json.loads((out / MANIFEST).read_text())["shards"])
+    assert 2 <= done_before < 12
+    r = subprocess.run(args + ["--out", str(out)], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    ref = subprocess.run(args + ["--out", str(tmp_path / "ref")], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert ref.returncode == 0, ref.stderr
+    resumed = json.loads((out / MANIFEST).read_text())
+    assert resumed["episodes"] == 48
+    rows = _episodes(out)
+    assert len(rows) == 48 and len({r["key"] for r in rows}) == 48
+    assert resumed["content_hash"] == json.loads((tmp_path / "ref" / MANIFEST).read_text())["content_hash"]
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["skipped_resumed"] == 4 * done_before
+
+
+def test_deterministic_failures_are_recorded_and_do_not_stall(tmp_path):
+    # "watch tv" needs a television, which some apartments lack: those units fail, the rest run.
+    cfg = _cfg(tmp_path / "f", plans=12, explorations=0, scenes=6, activities=["watch tv"],
+               shard_size=5, workers=1)
+    stats = collect(cfg, log=lambda *a: None)
+    failures = [json.loads(x) for x in (tmp_path / "f" / "failures.jsonl").read_text().splitlines()]
+    assert failures and all("television" in f["error"] for f in failures)
+    assert stats["episodes"] + len(failures) == 12
+    assert stats["failures"] == len(failures)
+
+
+def test_units_are_a_pure_function_of_the_config(tmp_path):
+    a, b = plan_units(_cfg(tmp_path)), plan_units(_cfg(tmp_path / "elsewhere", workers=7))
+    assert a == b and len(a) == 200
+    assert [u.index for u in a] == list(range(200))
+    assert {u.kind for u in a[:40]} == {"plan"} and {u.kind for u in a[40:]} == {"explore"}
+
+
+def test_a_different_job_in_the_same_directory_is_refused(tmp_path):
+    collect(_cfg(tmp_path, plans=0, explorations=4, shard_size=2, workers=1), log=lambda *a: None)
+    with pytest.raises(E2WMError, match="different job"):
+        collect(_cfg(tmp_path, plans=0, explorations=5, shard_size=2, workers=1), log=lambda *a: None)
+    shard = tmp_path / "shard-00000.jsonl"
+    shard.write_text(shard.read_text().replace('"explore"', '"plan"', 1))
+    with pytest.raises(E2WMError, match="altered"):
+        collect(_cfg(tmp_path, plans=0, explorations=4, shard_size=2, workers=1), log=lambda *a: None)
+    (tmp_path / MANIFEST).write_text("{not json")
+    with pytest.raises(E2WMError, match="corrupt manifest"):
+        collect(_cfg(tmp_path, plans=0, explorations=4, shard_size=2, workers=1), log=lambda *a: None)
+
+
+def test_config_errors_name_file_and_field(tmp_path):
+    f = tmp_path / "job.yaml"
+    f.write_text("plans: 3\nworkerz: 2\n")
+    data, where = read_yaml(f, "collect.yaml")
+    with pytest.raises(E2WMError, match=r"job.yaml: unknown key\(s\) workerz"):
+        CollectConfig.from_dict(data, where)
+    f.write_text("plans: [3\n")
+    with pytest.raises(E2WMError, match=r"job.yaml:\d+:\d+: malformed YAML"):
+        read_yaml(f, "collect.yaml")
+    with pytest.raises(E2WMError, match="mcts.*simulatons"):
+        CollectConfig.from_dict({"mcts": {"simulatons": 3}})
+    with pytest.raises(E2WMError, match="shard_size"):
+        CollectConfig(shard_size=0)
+    preset, _ = read_yaml(None, "collect.yaml")
+    assert CollectConfig.from_dict(preset).plans > 0
