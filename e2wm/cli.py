@@ -95,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     m.set_defaults(func=_bench_mcts)
     bc = bench.add_parser("collect", help="collection episodes/s by worker count (Ray)")
     bc.add_argument("--workers", default="1,2", help="comma-separated worker counts")
-    bc.add_argument("--units", type=int, default=60, help="plan units per run")
+    bc.add_argument("--units", type=int, default=100, help="plan units per run")
     bc.add_argument("--simulations", type=int, default=2000)
     bc.set_defaults(func=_bench_collect)
     q = bench.add_parser("plans", help="MCTS success rate and plan length over the activity library")

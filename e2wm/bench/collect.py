@@ -12,7 +12,7 @@ from e2wm.collect.run import collect
 from e2wm.config import CollectConfig
 
 
-def run(workers=(1, 2), units: int = 60, simulations: int = 2000, progress=None) -> dict:
+def run(workers=(1, 2), units: int = 100, simulations: int = 2000, progress=None) -> dict:
     rows = {}
     for n in workers:
         with tempfile.TemporaryDirectory(prefix="e2wm-bench-collect-") as out:
