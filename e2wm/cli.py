@@ -72,7 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     for flag, kind, text in (("--out", str, "output directory"), ("--workers", int, "simulator actors"),
                              ("--address", str, "local (a private Ray instance), auto, or a cluster address"),
                              ("--plans", int, "plan episodes"), ("--explorations", int, "exploration episodes"),
-                             ("--scenes", int, "procedural apartments"), ("--scene-first", int, "first apartment seed"),
+                             ("--scene-source", str, "procedural | robothow (plans toward each program's goal)"),
+                             ("--scenes", int, "scenes (apartments or RobotHow programs)"),
+                             ("--scene-first", int, "first apartment seed / program index"),
                              ("--simulations", int, "MCTS simulations per plan"), ("--seed", int, "job seed"),
                              ("--shard-size", int, "units per shard"), ("--worker-cpus", float, "Ray CPUs per actor"),
                              ("--max-in-flight", int, "units queued per actor"),
@@ -150,7 +152,7 @@ def _collect(args) -> int:
     from e2wm.collect.run import collect
     from e2wm.config import CollectConfig, read_yaml
     data, where = read_yaml(args.config, "collect.yaml")
-    for key in ("out", "workers", "address", "plans", "explorations", "scenes", "scene_first", "seed",
+    for key in ("out", "workers", "address", "plans", "explorations", "scene_source", "scenes", "scene_first", "seed",
                 "shard_size", "worker_cpus", "max_in_flight", "chaos_kill_every"):
         if getattr(args, key) is not None:
             data[key] = getattr(args, key)

@@ -38,7 +38,8 @@ class CollectConfig:
     """One collection job: which episodes to make, and how to run the workers."""
     out: str = "out/collect"
     seed: int = 0
-    scene_first: int = 0            # procedural apartments scene_first .. scene_first + scenes - 1
+    scene_source: str = "procedural"   # plans in procedural apartments, or "robothow": each program's own goal
+    scene_first: int = 0            # apartments (or RobotHow programs, by name order) scene_first .. + scenes - 1
     scenes: int = 20
     activities: tuple[str, ...] = ()   # plan activities (empty: the whole library)
     plans: int = 40
@@ -59,6 +60,9 @@ class CollectConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < low:
                 raise E2WMError(f"collect config: {name}={v!r}: must be an int >= {low}")
+        if self.scene_source not in ("procedural", "robothow"):
+            raise E2WMError(f"collect config: scene_source={self.scene_source!r}: must be 'procedural' "
+                            f"or 'robothow'")
         if not isinstance(self.worker_cpus, (int, float)) or not 0 < self.worker_cpus <= 64:
             raise E2WMError(f"collect config: worker_cpus={self.worker_cpus!r}: must be in (0, 64]")
         if self.plans + self.explorations == 0:
@@ -66,7 +70,7 @@ class CollectConfig:
 
     def job_dict(self) -> dict:
         """What determines the episodes (not where or how fast they are made)."""
-        return {"seed": self.seed, "scene_first": self.scene_first, "scenes": self.scenes,
+        return {"seed": self.seed, "scene_source": self.scene_source, "scene_first": self.scene_first, "scenes": self.scenes,
                 "activities": list(self.activities), "plans": self.plans,
                 "explorations": self.explorations, "mcts": self.mcts.to_dict(),
                 "explore": self.explore.to_dict(), "shard_size": self.shard_size}

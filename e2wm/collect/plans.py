@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import random
 import time
+from functools import lru_cache
 
 from e2wm.collect.episodes import Episode, episode_key
 from e2wm.collect.mcts import ActionSpace, MCTSConfig, WorldEnv, search, step_reward
 from e2wm.errors import E2WMError
 from e2wm.world.activities import Goal, get_activity, goal_from_program, initial_conditions
+from e2wm.world.graph import Scene
 from e2wm.world.scenes import load_scene, robothow_program
 from e2wm.world.script import parse_line
 from e2wm.world.world import World
@@ -63,12 +65,18 @@ def make_goal(world: World, scene: str, activity: str | None, rng: random.Random
     raise E2WMError(f"scene {scene!r}: name an activity (only RobotHow scenes carry their own goal)")
 
 
+@lru_cache(maxsize=32)
+def _scene(source: str) -> Scene:
+    """Parsed scenes, kept per process: a worker reuses them (and their line caches) across units."""
+    return Scene.from_dict(load_scene(source), source)
+
+
 def plan_episode(scene: str, activity: str | None, config: MCTSConfig, seed: int, unit: int = 0,
                  progress=None) -> Episode:
     t0 = time.perf_counter()
     key = episode_key({"kind": "plan", "activity": activity, "mcts": config.to_dict()}, scene, seed, unit)
     rng = random.Random(f"{seed}:{unit}")
-    world = World.from_dict(load_scene(scene), scene)
+    world = World(_scene(scene))
     goal = make_goal(world, scene, activity, rng)
     space = ActionSpace(world.scene, goal.objects, config, goal.facts)
     result = search(WorldEnv(world.clone(), goal.agent), goal.facts, space, config, rng, progress)

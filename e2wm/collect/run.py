@@ -29,20 +29,29 @@ MANIFEST = "manifest.json"
 def plan_units(cfg: CollectConfig) -> list[Unit]:
     """The job's units, a pure function of the config: plans first, then explorations.
 
-    Plan k runs in apartment scene_first + k % scenes with the (k // scenes)-th of the chosen
-    activities that fit that apartment, cycling; exploration j runs in apartment j % scenes.
+    Procedural: plan k runs in apartment scene_first + k % scenes with the (k // scenes)-th of the
+    chosen activities that fit that apartment, cycling. RobotHow (E2WM's goal source): plan k
+    runs RobotHow program scene_first + k % scenes (in name order) towards its own goal.
+    Exploration j runs in apartment scene_first + j % scenes (it needs several characters).
     """
-    chosen = [get_activity(a) for a in cfg.activities] or list(ACTIVITIES)
-    fitting: dict[int, list[str]] = {}
     units = []
-    for k in range(cfg.plans):
-        seed = cfg.scene_first + k % cfg.scenes
-        if seed not in fitting:
-            sc = Scene.from_dict(generate_apartment(seed))
-            fitting[seed] = [a.name for a in chosen if a.fits(sc)]
-        names = fitting[seed]
-        activity = names[(k // cfg.scenes) % len(names)] if names else chosen[0].name
-        units.append(Unit(k, "plan", f"procedural:{seed}", activity))
+    if cfg.scene_source == "robothow":
+        from e2wm.world.scenes import robothow_programs
+        names = [p.name for p in robothow_programs()][cfg.scene_first: cfg.scene_first + cfg.scenes]
+        if not names:
+            raise E2WMError(f"collect config: scene_first={cfg.scene_first}: past the last RobotHow program")
+        units = [Unit(k, "plan", f"robothow:{names[k % len(names)]}") for k in range(cfg.plans)]
+    else:
+        chosen = [get_activity(a) for a in cfg.activities] or list(ACTIVITIES)
+        fitting: dict[int, list[str]] = {}
+        for k in range(cfg.plans):
+            seed = cfg.scene_first + k % cfg.scenes
+            if seed not in fitting:
+                sc = Scene.from_dict(generate_apartment(seed))
+                fitting[seed] = [a.name for a in chosen if a.fits(sc)]
+            names = fitting[seed]
+            activity = names[(k // cfg.scenes) % len(names)] if names else chosen[0].name
+            units.append(Unit(k, "plan", f"procedural:{seed}", activity))
     for j in range(cfg.explorations):
         units.append(Unit(cfg.plans + j, "explore", f"procedural:{cfg.scene_first + j % cfg.scenes}"))
     return units

@@ -128,3 +128,16 @@ def test_config_errors_name_file_and_field(tmp_path):
         CollectConfig(shard_size=0)
     preset, _ = read_yaml(None, "collect.yaml")
     assert CollectConfig.from_dict(preset).plans > 0
+
+
+def test_robothow_source_plans_toward_each_programs_goal(tmp_path):
+    pytest.importorskip("virtualhome_eval")
+    from e2wm.world.scenes import robothow_programs
+    names = [p.name for p in robothow_programs()][5:8]
+    units = plan_units(_cfg(tmp_path, scene_source="robothow", scene_first=5, scenes=3, plans=7,
+                            explorations=2))
+    assert [u.scene for u in units[:7]] == [f"robothow:{names[k % 3]}" for k in range(7)]
+    assert all(u.activity is None for u in units[:7])
+    assert [u.scene for u in units[7:]] == ["procedural:5", "procedural:6"]
+    with pytest.raises(E2WMError, match="scene_source"):
+        _cfg(tmp_path, scene_source="unity")
