@@ -168,8 +168,9 @@ def _collect(args) -> int:
             bar.update(task, total=total, advance=k)
         stats = collect(cfg, progress=advance, log=bar.console.print)
     print(f"{stats['episodes']} episodes, {stats['failures']} failed units (see failures.jsonl) of "
-          f"{stats['units']} in {cfg.out}; this run: {stats['units_this_run']} units in {stats['wall_s']} s "
-          f"({stats['episodes_per_s']} units/s on {stats['workers']} workers, {stats['restarts']} restarts)")
+          f"{stats['units']} in {cfg.out}; this run: {stats['units_this_run']} units, {stats['wall_s']} s "
+          f"in all, {stats['run_s']} s of work ({stats['episodes_per_s']} units/s on {stats['workers']} "
+          f"workers, {stats['restarts']} restarts)")
     print(f"content hash {stats['content_hash']}")
     return 0
 
