@@ -1,0 +1,1 @@
+"""Turning episodes into E2WM's natural-language training text."""
