@@ -83,6 +83,13 @@ def _parser() -> argparse.ArgumentParser:
     co.add_argument("--activity", action="append", default=None, help="plan only this activity (repeatable)")
     co.set_defaults(func=_collect)
 
+    bd = sub.add_parser("build-data", help="episodes -> E2WM training tasks and evaluation suites")
+    bd.add_argument("--episodes", required=True, help="an `e2wm collect` output directory")
+    bd.add_argument("--out", required=True, help="output directory (must not exist)")
+    bd.add_argument("--config", default=None, help="YAML data config (default: the packaged preset)")
+    bd.add_argument("--seed", type=int, default=None)
+    bd.set_defaults(func=_build_data)
+
     bench = sub.add_parser("bench", help="benchmarks, contenders side by side").add_subparsers(metavar="WHAT")
     b = bench.add_parser("world", help="e2wm's engine vs the official executor")
     b.add_argument("--scene", default=None, help="scene source (default: the first RobotHow program)")
@@ -172,6 +179,22 @@ def _collect(args) -> int:
           f"in all, {stats['run_s']} s of work ({stats['episodes_per_s']} units/s on {stats['workers']} "
           f"workers, {stats['restarts']} restarts)")
     print(f"content hash {stats['content_hash']}")
+    return 0
+
+
+def _build_data(args) -> int:
+    from e2wm.config import DataConfig, read_yaml
+    from e2wm.data.builder import build_data
+    data, where = read_yaml(args.config, "data.yaml")
+    if args.seed is not None:
+        data["seed"] = args.seed
+    s = build_data(args.episodes, args.out, DataConfig.from_dict(data, where))
+    for task, v in s["train"].items():
+        print(f"  train {task:<22} {v['rows']:>6} rows (weight {v['weight']})")
+    for suite, v in s["eval"].items():
+        print(f"  eval  {suite:<22} {v['rows']:>6} rows ({v['format']}; {v['dropped_overlap']} dropped as "
+              f"overlapping training)")
+    print(f"wrote {args.out} (train/, eval/, hf/ DatasetDict, README.md); train/eval overlaps: {s['overlaps']}")
     return 0
 
 

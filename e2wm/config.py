@@ -110,3 +110,38 @@ def _mapping(v, where: str, name: str) -> dict:
     if not isinstance(v, dict):
         raise E2WMError(f"{where}: {name} must be a mapping, got {type(v).__name__}")
     return dict(v)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How `e2wm build-data` splits episodes and builds rows."""
+    seed: int = 0
+    eval_fraction: float = 0.2       # scenes held out for evaluation
+    unseen_fraction: float = 0.15    # activities held out for the "unseen" suites
+    weights: dict = field(default_factory=dict)   # task -> loss weight (default 1 / 0.7 / 1 / 1)
+    ngram: int = 8                   # leak guard: n-gram length
+    threshold: float = 0.5           # leak guard: share of a probe's n-grams found in training
+
+    def __post_init__(self):
+        for name in ("eval_fraction", "unseen_fraction", "threshold"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                raise E2WMError(f"data config: {name}={v!r}: must be a number in [0, 1]")
+        if not isinstance(self.ngram, int) or self.ngram < 2:
+            raise E2WMError(f"data config: ngram={self.ngram!r}: must be an int >= 2")
+        if not isinstance(self.weights, dict) or not all(isinstance(v, (int, float)) for v in self.weights.values()):
+            raise E2WMError(f"data config: weights={self.weights!r}: must map task names to numbers")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "data config") -> "DataConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise E2WMError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        try:
+            return cls(**d)
+        except E2WMError as e:
+            raise E2WMError(f"{where}: {e}") from None

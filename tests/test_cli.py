@@ -110,3 +110,15 @@ def test_collect_writes_shards_and_resumes(tmp_path):
     again = _run(*args)
     assert again.returncode == 0 and manifest["content_hash"] in again.stdout
     assert json.loads((tmp_path / "stats.json").read_text())["units_this_run"] == 0
+
+
+def test_build_data_from_a_collection(tmp_path):
+    r = _run("collect", "--out", str(tmp_path / "c"), "--plans", "30", "--explorations", "30", "--scenes", "8",
+             "--simulations", "300", "--workers", "2")
+    assert r.returncode == 0, r.stderr
+    r = _run("build-data", "--episodes", str(tmp_path / "c"), "--out", str(tmp_path / "d"))
+    assert r.returncode == 0, r.stderr
+    assert "train/eval overlaps: 0" in r.stdout
+    assert (tmp_path / "d" / "hf" / "dataset_dict.json").exists()
+    again = _run("build-data", "--episodes", str(tmp_path / "c"), "--out", str(tmp_path / "d"))
+    assert again.returncode == 2 and "already exists" in again.stderr
