@@ -13,7 +13,11 @@ MCTS_DEFAULTS = MCTSConfig()
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if getattr(args, "func", None) is _fisher:
+        args.rest = rest   # `e2wm fisher` hands its flags to the Fisher entry point
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
@@ -90,6 +94,10 @@ def _parser() -> argparse.ArgumentParser:
     bd.add_argument("--seed", type=int, default=None)
     bd.set_defaults(func=_build_data)
 
+    fi = sub.add_parser("fisher", help="diagonal Fisher of the base weights (single process, or under "
+                        "torchrun / deepspeed: python -m e2wm.train.fisher)", add_help=False)
+    fi.set_defaults(func=_fisher)
+
     bench = sub.add_parser("bench", help="benchmarks, contenders side by side").add_subparsers(metavar="WHAT")
     b = bench.add_parser("world", help="e2wm's engine vs the official executor")
     b.add_argument("--scene", default=None, help="scene source (default: the first RobotHow program)")
@@ -107,6 +115,10 @@ def _parser() -> argparse.ArgumentParser:
     bc.add_argument("--units", type=int, default=100, help="plan units per run")
     bc.add_argument("--simulations", type=int, default=2000)
     bc.set_defaults(func=_bench_collect)
+    for what, text in (("ewc", "EWC-LoRA step time vs plain LoRA step time"),
+                       ("fisher", "Fisher tokens/s vs plain forward+backward tokens/s")):
+        bt = bench.add_parser(what, help=text)
+        bt.set_defaults(func=_bench_train, what=what)
     q = bench.add_parser("plans", help="MCTS success rate and plan length over the activity library")
     q.add_argument("--scenes", type=int, default=50, help="procedural apartments 0..N-1")
     q.add_argument("--simulations", type=int, default=2000)
@@ -195,6 +207,24 @@ def _build_data(args) -> int:
         print(f"  eval  {suite:<22} {v['rows']:>6} rows ({v['format']}; {v['dropped_overlap']} dropped as "
               f"overlapping training)")
     print(f"wrote {args.out} (train/, eval/, hf/ DatasetDict, README.md); train/eval overlaps: {s['overlaps']}")
+    return 0
+
+
+def _fisher(args) -> int:
+    from e2wm.train.fisher import main_fisher
+    return main_fisher(args.rest)
+
+
+def _bench_train(args) -> int:
+    from e2wm.bench import train
+    r = (train.run_ewc if args.what == "ewc" else train.run_fisher)()
+    if args.what == "ewc":
+        print(f"EWC-LoRA step {r['ewc_step_ms']:.1f} ms vs plain LoRA step {r['plain_step_ms']:.1f} ms: "
+              f"ratio {r['ratio']:.3f}")
+    else:
+        print(f"Fisher {r['fisher_tokens_per_s']:.0f} tokens/s vs plain forward+backward "
+              f"{r['plain_tokens_per_s']:.0f} tokens/s: ratio {r['ratio']:.3f}")
+    print(json.dumps(r))
     return 0
 
 

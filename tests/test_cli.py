@@ -122,3 +122,12 @@ def test_build_data_from_a_collection(tmp_path):
     assert (tmp_path / "d" / "hf" / "dataset_dict.json").exists()
     again = _run("build-data", "--episodes", str(tmp_path / "c"), "--out", str(tmp_path / "d"))
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_fisher_command_writes_safetensors(tmp_path):
+    r = _run("fisher", "--model", "tiny", "--corpus", "builtin:pydoc", "--out", str(tmp_path),
+             "--max-samples", "4", "--max-length", "32")
+    assert r.returncode == 0, r.stderr
+    from e2wm.train.fisher import load_fisher
+    tensors, meta = load_fisher(tmp_path)
+    assert tensors and meta["samples"] == "4" and meta["modules"] == "lora-targets"

@@ -1,0 +1,1 @@
+"""Training-side utilities: tiny models, corpora and the empirical Fisher."""
