@@ -10,7 +10,7 @@ import yaml
 
 from e2wm.collect.explore import ExploreConfig
 from e2wm.collect.mcts import MCTSConfig
-from e2wm.errors import E2WMError
+from e2wm.errors import E2WMError, reject_unknown_keys
 
 
 def read_yaml(path: str | Path | None, preset: str) -> tuple[dict, str]:
@@ -84,10 +84,7 @@ class CollectConfig:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "collect config") -> "CollectConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise E2WMError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        reject_unknown_keys(d, {f.name for f in dataclasses.fields(cls)}, where)
         d = dict(d)
         try:
             if "mcts" in d:
@@ -137,10 +134,7 @@ class DataConfig:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "data config") -> "DataConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise E2WMError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        reject_unknown_keys(d, {f.name for f in dataclasses.fields(cls)}, where)
         try:
             return cls(**d)
         except E2WMError as e:

@@ -15,3 +15,10 @@ class ScriptError(E2WMError):
 
 class AgentError(E2WMError):
     """A call names an agent the world does not have."""
+
+
+def reject_unknown_keys(d: dict, known, where: str) -> None:
+    """One line naming the config keys `d` has that `known` lacks, and the known ones."""
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        raise E2WMError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")

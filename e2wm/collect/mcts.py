@@ -13,7 +13,8 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 
-from e2wm.errors import E2WMError
+from e2wm.errors import E2WMError, reject_unknown_keys
+from e2wm.world.legal import line_text
 from e2wm.world.rules import possible
 from e2wm.world.vocab import (ACTION_ARITY, ACTION_NAMES, CLOSED, DRINKABLE, LYING, POURABLE, R_INSIDE,
                               SITTING)
@@ -70,10 +71,7 @@ class MCTSConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "MCTSConfig":
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise E2WMError(f"mcts config: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        reject_unknown_keys(d, cls.__dataclass_fields__, "mcts config")
         d = dict(d)
         if "excluded" in d:
             d["excluded"] = tuple(d["excluded"])
@@ -137,31 +135,21 @@ class ActionSpace:
         ex = {v.upper() for v in cfg.excluded}
         if cfg.goal_verbs:
             ex |= set(ACTION_ARITY) - goal_verbs(scene, facts)
-        label = scene.node_label
         chars = set(scene.characters)
         self.rooms = sorted(scene.rooms)
         named_rooms = {n for f in facts for n in f.nodes() if n in scene.rooms}
         self.later_rooms = (self.rooms if cfg.room_walks == "always"
                             else [r for r in self.rooms if r in named_rooms])
         self.objects = sorted(o for o in objects if o not in scene.rooms and o not in chars)
-        self.walk = {x: f"[Walk] {label(x)}" for x in self.rooms + self.objects}
-        self.open = {}
+        self.scene = scene
         one = [a for a, n in ACTION_ARITY.items() if n == 1 and a not in ex and a != "WALK"]
-        self.one_arg = {x: [(a, f"[{ACTION_NAMES[a]}] {label(x)}") for a in one
+        self.one_arg = {x: [(a, line_text(scene, a, (x,))) for a in one
                             if a not in _HELD_ONLY and possible(a, scene, x)] for x in self.objects}
-        self.held_arg = {x: [f"[{ACTION_NAMES[a]}] {label(x)}" for a in _HELD_ONLY if a in one]
+        self.held_arg = {x: [line_text(scene, a, (x,)) for a in _HELD_ONLY if a in one]
                          for x in self.objects}
         self.two_arg = [a for a in _TWO_ARG if a not in ex]
         self.zero_arg = [f"[{ACTION_NAMES[a]}]" for a, n in ACTION_ARITY.items() if n == 0 and a not in ex]
         self.standup = "[StandUp]"   # always allowed: a resting agent must stand to walk
-        self._label = label
-        self._two: dict[tuple, str] = {}
-
-    def _open_line(self, box: int) -> str:
-        line = self.open.get(box)
-        if line is None:
-            line = self.open[box] = f"[Open] {self._label(box)}"
-        return line
 
     def legal(self, env, first: bool = False) -> list[tuple[str, ...]]:
         """The actions executable now, in a fixed order."""
@@ -169,7 +157,7 @@ class ActionSpace:
         resting = env.resting()
         for x in (self.rooms if first else self.later_rooms + self.objects):
             box = None if first or x in self.rooms else env.closed_container(x)
-            line = self.walk[x] if box is None else self.walk.get(box) or self._walk_line(box)
+            line = line_text(self.scene, "WALK", (x if box is None else box,))
             if line in seen:
                 continue
             seen.add(line)
@@ -189,7 +177,7 @@ class ActionSpace:
                 if env.check(line):
                     out.append((line,))
                 elif box is not None and verb in _USES:
-                    macro = (self._open_line(box), line)
+                    macro = (line_text(self.scene, "OPEN", (box,)), line)
                     if env.check(macro[0]) and _runs(env, macro):
                         out.append(macro)
             for h in held:
@@ -199,24 +187,13 @@ class ActionSpace:
                             out.append((line,))
                     continue
                 for verb in self.two_arg:
-                    line = self._two_line(verb, h, x)
+                    line = line_text(self.scene, verb, (h, x))
                     if env.check(line):
                         out.append((line,))
         for line in self.zero_arg:
             if env.check(line):
                 out.append((line,))
         return out
-
-    def _walk_line(self, x: int) -> str:
-        line = self.walk[x] = f"[Walk] {self._label(x)}"
-        return line
-
-    def _two_line(self, verb: str, a: int, b: int) -> str:
-        key = (verb, a, b)
-        line = self._two.get(key)
-        if line is None:
-            line = self._two[key] = f"[{ACTION_NAMES[verb]}] {self._label(a)} {self._label(b)}"
-        return line
 
 
 # Verbs whose effects can change goal facts of every kind; the rest are kept only when a goal

@@ -38,7 +38,7 @@ def legal_lines(w, c: int, actions=None) -> list[str]:
             for a in held:
                 for b in near:
                     if check(w, c, a, b) is None:
-                        out.append(_fmt(sc, action, (a, b)))
+                        out.append(line_text(sc, action, (a, b)))
             continue
         if action in _ANYWHERE:
             cands = sc.ids
@@ -54,11 +54,12 @@ def legal_lines(w, c: int, actions=None) -> list[str]:
             cands = near
         for a in cands:
             if check(w, c, a) is None:
-                out.append(_fmt(sc, action, (a,)))
+                out.append(line_text(sc, action, (a,)))
     return out
 
 
-def _fmt(sc, action: str, ids: tuple[int, ...]) -> str:
+def line_text(sc, action: str, ids: tuple[int, ...]) -> str:
+    """The script line for an action key and node ids, cached on the scene."""
     key = (action, ids)
     s = sc.formatted.get(key)
     if s is None:
