@@ -5,7 +5,10 @@ import argparse
 import json
 import sys
 
+from e2wm.collect.config import CollectConfig
 from e2wm.collect.mcts import MCTSConfig
+from e2wm.config import add_field_flags, apply_sets, flag_values, read_yaml
+from e2wm.data.config import DataConfig
 from e2wm.errors import E2WMError
 
 MCTS_DEFAULTS = MCTSConfig()
@@ -73,26 +76,20 @@ def _parser() -> argparse.ArgumentParser:
 
     co = sub.add_parser("collect", help="collect plan and exploration episodes on Ray (resumable)")
     co.add_argument("--config", default=None, help="YAML job config (default: the packaged quickstart preset)")
-    for flag, kind, text in (("--out", str, "output directory"), ("--workers", int, "simulator actors"),
-                             ("--address", str, "local (a private Ray instance), auto, or a cluster address"),
-                             ("--plans", int, "plan episodes"), ("--explorations", int, "exploration episodes"),
-                             ("--scene-source", str, "procedural | robothow (plans toward each program's goal)"),
-                             ("--scenes", int, "scenes (apartments or RobotHow programs)"),
-                             ("--scene-first", int, "first apartment seed / program index"),
-                             ("--simulations", int, "MCTS simulations per plan"), ("--seed", int, "job seed"),
-                             ("--shard-size", int, "units per shard"), ("--worker-cpus", float, "Ray CPUs per actor"),
-                             ("--max-in-flight", int, "units queued per actor"),
-                             ("--chaos-kill-every", int, "fault injection: a worker exits hard after K units")):
-        co.add_argument(flag, type=kind, default=None, help=text)
+    flags = add_field_flags(co, CollectConfig)
     co.add_argument("--activity", action="append", default=None, help="plan only this activity (repeatable)")
-    co.set_defaults(func=_collect)
+    co.add_argument("--simulations", type=int, default=None,
+                    help="MCTS simulations per plan (short for --set mcts.simulations=N)")
+    _add_set_flag(co, "mcts.max_depth=20")
+    co.set_defaults(func=_collect, config_flags=flags)
 
     bd = sub.add_parser("build-data", help="episodes -> E2WM training tasks and evaluation suites")
     bd.add_argument("--episodes", required=True, help="an `e2wm collect` output directory")
     bd.add_argument("--out", required=True, help="output directory (must not exist)")
     bd.add_argument("--config", default=None, help="YAML data config (default: the packaged preset)")
-    bd.add_argument("--seed", type=int, default=None)
-    bd.set_defaults(func=_build_data)
+    flags = add_field_flags(bd, DataConfig)
+    _add_set_flag(bd, "weights.counting=2")
+    bd.set_defaults(func=_build_data, config_flags=flags)
 
     fi = sub.add_parser("fisher", help="diagonal Fisher of the base weights (single process, or under "
                         "torchrun / deepspeed: python -m e2wm.train.fisher)", add_help=False)
@@ -169,17 +166,9 @@ def _explore(args) -> int:
 
 def _collect(args) -> int:
     from e2wm.collect.run import collect
-    from e2wm.config import CollectConfig, read_yaml
-    data, where = read_yaml(args.config, "collect.yaml")
-    for key in ("out", "workers", "address", "plans", "explorations", "scene_source", "scenes", "scene_first", "seed",
-                "shard_size", "worker_cpus", "max_in_flight", "chaos_kill_every"):
-        if getattr(args, key) is not None:
-            data[key] = getattr(args, key)
-    if args.activity:
-        data["activities"] = args.activity
-    if args.simulations is not None:
-        data["mcts"] = dict(data.get("mcts") or {}, simulations=args.simulations)
-    cfg = CollectConfig.from_dict(data, where)
+    flags = {"activities": args.activity} if args.activity else {}
+    sims = [f"mcts.simulations={args.simulations}"] if args.simulations is not None else []
+    cfg = _job_config(CollectConfig, args, "collect.yaml", flags, sims)
     with _progress(rate=True) as bar:
         task = bar.add_task(f"collecting into {cfg.out}", total=None)
 
@@ -195,12 +184,8 @@ def _collect(args) -> int:
 
 
 def _build_data(args) -> int:
-    from e2wm.config import DataConfig, read_yaml
     from e2wm.data.builder import build_data
-    data, where = read_yaml(args.config, "data.yaml")
-    if args.seed is not None:
-        data["seed"] = args.seed
-    s = build_data(args.episodes, args.out, DataConfig.from_dict(data, where))
+    s = build_data(args.episodes, args.out, _job_config(DataConfig, args, "data.yaml"))
     for task, v in s["train"].items():
         print(f"  train {task:<22} {v['rows']:>6} rows (weight {v['weight']})")
     for suite, v in s["eval"].items():
@@ -208,6 +193,23 @@ def _build_data(args) -> int:
               f"overlapping training)")
     print(f"wrote {args.out} (train/, eval/, hf/ DatasetDict, README.md); train/eval overlaps: {s['overlaps']}")
     return 0
+
+
+def _add_set_flag(parser, example: str) -> None:
+    parser.add_argument("--set", action="append", default=None, metavar="SECTION.KEY=VALUE",
+                        help=f"override any config key, e.g. {example} (a YAML value; repeatable; "
+                             f"wins over the other flags)")
+
+
+def _job_config(cls, args, preset: str, flags: dict | None = None, sets=()):
+    """`cls` from --config (or the preset), then its field flags and `flags`, then `sets` and --set."""
+    data, where = read_yaml(args.config, preset)
+    given = {**flag_values(args, args.config_flags), **(flags or {})}
+    sets = [*sets, *(args.set or ())]
+    data = apply_sets({**data, **given}, sets)
+    if given or sets:   # the bad value may come from the command line, not the file
+        where += " + command line"
+    return cls.from_dict(data, where)
 
 
 def _fisher(args) -> int:

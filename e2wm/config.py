@@ -1,16 +1,22 @@
-"""Typed job configs read from YAML; every error names the file and the field."""
+"""Shared config plumbing: YAML reading, typed dataclass building, `--set` overrides, derived CLI flags.
+
+Each package owns its config dataclasses (`e2wm.collect.config`, `e2wm.data.config`,
+`e2wm.train.config`); this module only turns mappings into them. Field types come from the
+dataclass annotations, help texts from `field(metadata={"help": ...})`, and every error names the
+file and the dotted field (`train.yaml: optim.lr: expected a number, got 'fast'`).
+"""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+import math
+import types
+import typing
 from importlib import resources
 from pathlib import Path
 
 import yaml
 
-from e2wm.collect.explore import ExploreConfig
-from e2wm.collect.mcts import MCTSConfig
-from e2wm.errors import E2WMError, reject_unknown_keys
+from e2wm.errors import E2WMError
 
 
 def read_yaml(path: str | Path | None, preset: str) -> tuple[dict, str]:
@@ -33,109 +39,202 @@ def read_yaml(path: str | Path | None, preset: str) -> tuple[dict, str]:
     return data, where
 
 
-@dataclass(frozen=True)
-class CollectConfig:
-    """One collection job: which episodes to make, and how to run the workers."""
-    out: str = "out/collect"
-    seed: int = 0
-    scene_source: str = "procedural"   # plans in procedural apartments, or "robothow": each program's own goal
-    scene_first: int = 0            # apartments (or RobotHow programs, by name order) scene_first .. + scenes - 1
-    scenes: int = 20
-    activities: tuple[str, ...] = ()   # plan activities (empty: the whole library)
-    plans: int = 40
-    explorations: int = 40
-    mcts: MCTSConfig = field(default_factory=lambda: MCTSConfig(simulations=2000))
-    explore: ExploreConfig = field(default_factory=ExploreConfig)
-    shard_size: int = 50
-    workers: int = 2
-    worker_cpus: float = 1.0        # Ray CPUs per simulator actor (fractional packs more actors per node)
-    max_in_flight: int = 2          # units queued per actor
-    address: str = "local"          # "local": a private Ray instance; "auto" or an address: join a cluster
-    chaos_kill_every: int = 0       # fault injection: a worker exits hard after this many units (0: never)
+def help_of(f: dataclasses.Field) -> str:
+    return f.metadata.get("help", "")
 
-    def __post_init__(self):
-        ints = {"seed": 0, "scene_first": 0, "scenes": 1, "plans": 0, "explorations": 0,
-                "shard_size": 1, "workers": 1, "max_in_flight": 1, "chaos_kill_every": 0}
-        for name, low in ints.items():
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < low:
-                raise E2WMError(f"collect config: {name}={v!r}: must be an int >= {low}")
-        if self.scene_source not in ("procedural", "robothow"):
-            raise E2WMError(f"collect config: scene_source={self.scene_source!r}: must be 'procedural' "
-                            f"or 'robothow'")
-        if not isinstance(self.worker_cpus, (int, float)) or not 0 < self.worker_cpus <= 64:
-            raise E2WMError(f"collect config: worker_cpus={self.worker_cpus!r}: must be in (0, 64]")
-        if self.plans + self.explorations == 0:
-            raise E2WMError("collect config: plans and explorations are both 0: nothing to collect")
 
-    def job_dict(self) -> dict:
-        """What determines the episodes (not where or how fast they are made)."""
-        return {"seed": self.seed, "scene_source": self.scene_source, "scene_first": self.scene_first, "scenes": self.scenes,
-                "activities": list(self.activities), "plans": self.plans,
-                "explorations": self.explorations, "mcts": self.mcts.to_dict(),
-                "explore": self.explore.to_dict(), "shard_size": self.shard_size}
+# ---------------------------------------------------------------- typed building
 
-    def to_dict(self) -> dict:
-        d = self.job_dict()
-        d.update(out=self.out, workers=self.workers, worker_cpus=self.worker_cpus,
-                 max_in_flight=self.max_in_flight, address=self.address,
-                 chaos_kill_every=self.chaos_kill_every)
-        return d
+def _describe(tp) -> str:
+    origin = typing.get_origin(tp)
+    if tp is int:
+        return "an int"
+    if tp is float:
+        return "a number"
+    if tp is str:
+        return "a string"
+    if tp is bool:
+        return "true or false"
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (tuple, list):
+        return "a list"
+    if origin is dict or tp is dict:
+        return "a mapping"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return getattr(tp, "__name__", str(tp))
 
-    @classmethod
-    def from_dict(cls, d: dict, where: str = "collect config") -> "CollectConfig":
-        reject_unknown_keys(d, {f.name for f in dataclasses.fields(cls)}, where)
-        d = dict(d)
+
+def _coerce(value, tp, name: str):
+    """`value` checked against annotation `tp`; returns the converted value or raises E2WMError."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, name)
+            except E2WMError:
+                errors.append(_describe(a))
+        raise E2WMError(f"{name}: expected {' or '.join(errors)}{' or null' if type(None) in args else ''}, "
+                        f"got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise E2WMError(f"{name}: expected a mapping, got {value!r}")
+        return build(tp, value, prefix=f"{name}.")
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise E2WMError(f"{name}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise E2WMError(f"{name}: expected an int, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):   # YAML 1.1 reads `1e-4` (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise E2WMError(f"{name}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise E2WMError(f"{name}: expected a string, got {value!r}")
+        return value
+    if origin is typing.Literal:
+        if value not in args:
+            raise E2WMError(f"{name}: expected one of {', '.join(repr(a) for a in args)}, got {value!r}")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise E2WMError(f"{name}: expected a list, got {value!r}")
+        if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{name}[{i}]") for i, v in enumerate(value))
+        if origin is tuple and args:
+            if len(value) != len(args):
+                raise E2WMError(f"{name}: expected a list of {len(args)} items, got {value!r}")
+            return tuple(_coerce(v, a, f"{name}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        return type(value)(value)
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise E2WMError(f"{name}: expected a mapping, got {value!r}")
+        if not args:
+            return dict(value)
+        return {_coerce(k, args[0], f"{name} key"): _coerce(v, args[1], f"{name}.{k}") for k, v in value.items()}
+    return value
+
+
+def build(cls, data: dict, where: str | None = None, prefix: str = ""):
+    """Dataclass `cls` from a mapping: unknown keys, wrong types and invalid values are E2WMErrors.
+
+    The message names `where` (a file, or a preset) and the dotted field; `__post_init__` checks of
+    the dataclass raise E2WMError("field: ...") and get the same prefix.
+    """
+    try:
+        if not isinstance(data, dict):
+            raise E2WMError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:   # dotted, so a typo in a section reads `mcts.simulatons`
+            raise E2WMError(f"unknown key(s) {', '.join(prefix + k for k in unknown)}; "
+                            f"known: {', '.join(sorted(fields))}")
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for k, v in data.items():
+            f = fields[k]
+            if dataclasses.is_dataclass(hints[k]) and isinstance(v, dict) and f.default_factory is not dataclasses.MISSING:
+                v = {**to_plain(f.default_factory()), **v}   # a partial section keeps this field's defaults
+            kwargs[k] = _coerce(v, hints[k], prefix + k)
         try:
-            if "mcts" in d:
-                d["mcts"] = MCTSConfig.from_dict(_mapping(d["mcts"], where, "mcts"))
-            if "explore" in d:
-                e = _mapping(d["explore"], where, "explore")
-                if "mix" in e:
-                    e["mix"] = tuple(tuple(x) for x in e["mix"])
-                d["explore"] = ExploreConfig(**e)
-            if "activities" in d:
-                d["activities"] = tuple(d["activities"] or ())
-            return cls(**d)
-        except TypeError as e:
-            raise E2WMError(f"{where}: {e}") from None
+            return cls(**kwargs)
         except E2WMError as e:
+            if prefix and not str(e).startswith(prefix):
+                raise E2WMError(f"{prefix}{e}") from None
+            raise
+    except E2WMError as e:
+        if where:
             raise E2WMError(f"{where}: {e}") from None
+        raise
 
 
-def _mapping(v, where: str, name: str) -> dict:
-    if not isinstance(v, dict):
-        raise E2WMError(f"{where}: {name} must be a mapping, got {type(v).__name__}")
-    return dict(v)
+def to_plain(obj):
+    """A dataclass as plain YAML/JSON data (tuples become lists)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    return obj
 
 
-@dataclass(frozen=True)
-class DataConfig:
-    """How `e2wm build-data` splits episodes and builds rows."""
-    seed: int = 0
-    eval_fraction: float = 0.2       # scenes held out for evaluation
-    unseen_fraction: float = 0.15    # activities held out for the "unseen" suites
-    weights: dict = field(default_factory=dict)   # task -> loss weight (default 1 / 0.7 / 1 / 1)
-    ngram: int = 8                   # leak guard: n-gram length
-    threshold: float = 0.5           # leak guard: share of a probe's n-grams found in training
+# ---------------------------------------------------------------- overrides and flags
 
-    def __post_init__(self):
-        for name in ("eval_fraction", "unseen_fraction", "threshold"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not 0 <= v <= 1:
-                raise E2WMError(f"data config: {name}={v!r}: must be a number in [0, 1]")
-        if not isinstance(self.ngram, int) or self.ngram < 2:
-            raise E2WMError(f"data config: ngram={self.ngram!r}: must be an int >= 2")
-        if not isinstance(self.weights, dict) or not all(isinstance(v, (int, float)) for v in self.weights.values()):
-            raise E2WMError(f"data config: weights={self.weights!r}: must map task names to numbers")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict, where: str = "data config") -> "DataConfig":
-        reject_unknown_keys(d, {f.name for f in dataclasses.fields(cls)}, where)
+def apply_sets(data: dict, sets: list[str] | None) -> dict:
+    """A copy of `data` with `section.key=value` overrides applied (values parsed as YAML)."""
+    out = _deep_copy(data)
+    for item in sets or ():
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise E2WMError(f"--set {item!r}: expected section.key=value")
         try:
-            return cls(**d)
-        except E2WMError as e:
-            raise E2WMError(f"{where}: {e}") from None
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            nxt = node.get(p)
+            if nxt is None:
+                nxt = node[p] = {}
+            if not isinstance(nxt, dict):
+                raise E2WMError(f"--set {item!r}: {p} is not a section")
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def _deep_copy(d):
+    if isinstance(d, dict):
+        return {k: _deep_copy(v) for k, v in d.items()}
+    if isinstance(d, list):
+        return [_deep_copy(v) for v in d]
+    return d
+
+
+_FLAG_TYPES = {int: int, float: float, str: str}
+
+
+def _scalar_type(tp):
+    """The argparse type of a scalar annotation (Optional[X] -> X), or None for anything else."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        rest = [a for a in typing.get_args(tp) if a is not type(None)]
+        tp = rest[0] if len(rest) == 1 else None
+    if typing.get_origin(tp) is typing.Literal:
+        return str
+    return _FLAG_TYPES.get(tp)
+
+
+def add_field_flags(parser, cls, skip=()) -> list[str]:
+    """One `--field-name` flag per scalar field of `cls` (help from the field's metadata); their names."""
+    hints = typing.get_type_hints(cls)
+    names = []
+    for f in dataclasses.fields(cls):
+        kind = _scalar_type(hints[f.name])
+        if f.name in skip or kind is None:
+            continue
+        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=None,
+                            help=help_of(f))
+        names.append(f.name)
+    return names
+
+
+def flag_values(args, names: list[str]) -> dict:
+    """{field: value} of the derived flags the user gave."""
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}

@@ -1,4 +1,5 @@
-"""Shared fixtures: the hand-written tiny scene and (with eai-eval installed) a RobotHow init graph."""
+"""Shared fixtures: the hand-written tiny scene, (with eai-eval installed) a RobotHow init graph, and a small
+real collection of plan and exploration episodes."""
 import copy
 import json
 from functools import lru_cache
@@ -6,7 +7,23 @@ from pathlib import Path
 
 import pytest
 
+from e2wm.collect.explore import ExploreConfig, explore_episode
+from e2wm.collect.mcts import MCTSConfig
+from e2wm.collect.plans import plan_episode
+from e2wm.world.activities import ActivityError
+
 TINY_PATH = Path(__file__).parent / "world" / "data" / "tiny_scene.json"
+
+
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests need CUDA: skip them where there is none (CI, CPU boxes)."""
+    import torch
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
 
 
 @lru_cache(maxsize=None)
@@ -41,3 +58,44 @@ def robothow_init() -> dict:
     """The first RobotHow program's initial graph (a fresh copy); skips without eai-eval."""
     pytest.importorskip("virtualhome_eval")
     return copy.deepcopy(_robothow(0))
+
+
+ACTS = ("go to sleep", "turn on light", "put away dishes", "make bed", "hang up towel", "wipe kitchen counter",
+        "brush teeth", "put groceries in fridge", "open window", "take a nap")
+
+
+@lru_cache(maxsize=None)
+def small_collection_text() -> str:
+    """Plan and exploration episodes from 8 procedural apartments, as one shard's JSON lines (cached)."""
+    eps = []
+    for seed in range(8):
+        for a in ACTS:
+            try:
+                eps.append(plan_episode(f"procedural:{seed}", a, MCTSConfig(simulations=300), seed, len(eps)))
+            except ActivityError:
+                pass
+        for u in range(4):
+            eps.append(explore_episode(f"procedural:{seed}", ExploreConfig(steps=40), seed, 100 + u))
+    return "".join(e.content_json() + "\n" for e in eps)
+
+
+@pytest.fixture
+def episodes_dir(tmp_path):
+    """An `e2wm collect`-like output directory holding the small collection."""
+    d = tmp_path / "collect"
+    d.mkdir()
+    (d / "shard-00000.jsonl").write_text(small_collection_text())
+    return d
+
+
+@pytest.fixture(scope="session")
+def built_dataset(tmp_path_factory):
+    """`e2wm build-data` output of the small collection (session-wide; do not modify it)."""
+    from e2wm.data.builder import build_data
+    from e2wm.data.config import DataConfig
+    root = tmp_path_factory.mktemp("dataset")
+    (root / "collect").mkdir()
+    (root / "collect" / "shard-00000.jsonl").write_text(small_collection_text())
+    build_data(root / "collect", root / "data", DataConfig(eval_fraction=0.25, unseen_fraction=0.2),
+               log=lambda *a: None)
+    return root / "data"

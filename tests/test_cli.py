@@ -131,3 +131,4 @@ def test_fisher_command_writes_safetensors(tmp_path):
     from e2wm.train.fisher import load_fisher
     tensors, meta = load_fisher(tmp_path)
     assert tensors and meta["samples"] == "4" and meta["modules"] == "lora-targets"
+

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import tempfile
 
+from e2wm.collect.config import CollectConfig
 from e2wm.collect.run import collect
-from e2wm.config import CollectConfig
 
 
 def run(workers=(1, 2), units: int = 100, simulations: int = 2000, progress=None) -> dict:

@@ -57,25 +57,25 @@ class ExploreConfig:
         for name in ("agents", "steps"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise E2WMError(f"explore config: {name} must be an int >= 1, got {v!r}")
+                raise E2WMError(f"{name} must be an int >= 1, got {v!r}")
         try:
             mix = tuple((k, w) for k, w in self.mix)
         except (TypeError, ValueError):
-            raise E2WMError(f"explore config: mix must be (kind, weight) pairs, "
+            raise E2WMError(f"mix must be (kind, weight) pairs, "
                             f"got {self.mix!r}") from None
         for k, w in mix:
             if k not in ACTION_KINDS:
-                raise E2WMError(f"explore config: mix has unknown kind {k!r}; "
+                raise E2WMError(f"mix has unknown kind {k!r}; "
                                 f"known: {', '.join(ACTION_KINDS)}")
             if (not isinstance(w, (int, float)) or isinstance(w, bool) or not math.isfinite(w)
                     or w < 0):
-                raise E2WMError(f"explore config: mix weight of {k!r} must be a finite number "
+                raise E2WMError(f"mix weight of {k!r} must be a finite number "
                                 f">= 0, got {w!r}")
         kinds = [k for k, _ in mix]
         if len(set(kinds)) != len(kinds):
-            raise E2WMError(f"explore config: mix names a kind twice: {kinds}")
+            raise E2WMError(f"mix names a kind twice: {kinds}")
         if not any(w > 0 for _, w in mix):
-            raise E2WMError(f"explore config: mix needs a kind with weight > 0, got {mix!r}")
+            raise E2WMError(f"mix needs a kind with weight > 0, got {mix!r}")
         object.__setattr__(self, "mix", tuple((k, float(w)) for k, w in mix))
 
     def to_dict(self) -> dict:

@@ -13,7 +13,8 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 
-from e2wm.errors import E2WMError, reject_unknown_keys
+from e2wm.config import build
+from e2wm.errors import E2WMError
 from e2wm.world.legal import line_text
 from e2wm.world.rules import possible
 from e2wm.world.vocab import (ACTION_ARITY, ACTION_NAMES, CLOSED, DRINKABLE, LYING, POURABLE, R_INSIDE,
@@ -47,7 +48,7 @@ class MCTSConfig:
 
     def __post_init__(self):
         def bad(name, why):
-            raise E2WMError(f"mcts config: {name}={getattr(self, name)!r}: {why}")
+            raise E2WMError(f"{name}={getattr(self, name)!r}: {why}")
         if not isinstance(self.simulations, int) or self.simulations < 1:
             bad("simulations", "must be an int >= 1")
         if not isinstance(self.max_depth, int) or self.max_depth < 1:
@@ -71,11 +72,7 @@ class MCTSConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "MCTSConfig":
-        reject_unknown_keys(d, cls.__dataclass_fields__, "mcts config")
-        d = dict(d)
-        if "excluded" in d:
-            d["excluded"] = tuple(d["excluded"])
-        return cls(**d)
+        return build(cls, d, "mcts config")
 
 
 class WorldEnv:

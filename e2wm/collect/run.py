@@ -15,9 +15,9 @@ import os
 import time
 from pathlib import Path
 
+from e2wm.collect.config import CollectConfig
 from e2wm.collect.episodes import canonical_json
 from e2wm.collect.pool import Unit, WorkerPool
-from e2wm.config import CollectConfig
 from e2wm.errors import E2WMError
 from e2wm.world.activities import ACTIVITIES, get_activity
 from e2wm.world.graph import Scene

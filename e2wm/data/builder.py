@@ -18,7 +18,7 @@ import statistics
 from pathlib import Path
 
 from e2wm.collect.episodes import canonical_json
-from e2wm.config import DataConfig
+from e2wm.data.config import DataConfig
 from e2wm.data.leak import LeakGuard, words
 from e2wm.data.split import load_episodes, split
 from e2wm.data import suites as suite_registry

@@ -8,8 +8,11 @@ import time
 
 import pytest
 
+from e2wm.cli import main
+from e2wm.collect.config import CollectConfig
+from e2wm.collect.episodes import canonical_json
 from e2wm.collect.run import MANIFEST, collect, plan_units
-from e2wm.config import CollectConfig, read_yaml
+from e2wm.config import read_yaml
 from e2wm.errors import E2WMError
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -122,12 +125,72 @@ def test_config_errors_name_file_and_field(tmp_path):
     f.write_text("plans: [3\n")
     with pytest.raises(E2WMError, match=r"job.yaml:\d+:\d+: malformed YAML"):
         read_yaml(f, "collect.yaml")
-    with pytest.raises(E2WMError, match="mcts.*simulatons"):
+    with pytest.raises(E2WMError, match=r"unknown key\(s\) mcts\.simulatons"):
         CollectConfig.from_dict({"mcts": {"simulatons": 3}})
     with pytest.raises(E2WMError, match="shard_size"):
         CollectConfig(shard_size=0)
     preset, _ = read_yaml(None, "collect.yaml")
     assert CollectConfig.from_dict(preset).plans > 0
+
+
+def test_job_dict_is_what_earlier_manifests_recorded():
+    # Written by the hand-listed job_dict this one replaced: a manifest holding it must still resume.
+    earlier = ('{"activities":["go to sleep","watch tv"],"explorations":40,"explore":{"agents":2,"mix":'
+               '[["walk_room",1.0],["grab",2.5]],"steps":40},"mcts":{"c_base":1000.0,"c_init":10.0,'
+               '"discount":0.9,"excluded":["FIND","RUN"],"goal_verbs":true,"max_depth":25,"prune":true,'
+               '"reward_done":5.0,"reward_new":2.0,"reward_step":-0.1,"reward_undo":-1.5,"room_walks":'
+               '"first","select":"most_visited","simulations":300},"plans":40,"scene_first":0,'
+               '"scene_source":"robothow","scenes":20,"seed":0,"shard_size":50}')
+    preset, _ = read_yaml(None, "collect.yaml")
+    cfg = CollectConfig.from_dict({
+        **preset, "activities": ["go to sleep", "watch tv"], "scene_source": "robothow", "workers": 5,
+        "mcts": {"simulations": 300, "excluded": ["FIND", "RUN"], "select": "most_visited", "discount": 0.9},
+        "explore": {"agents": 2, "mix": [["walk_room", 1], ["grab", 2.5]]}})
+    assert canonical_json(cfg.job_dict()) == earlier
+    assert cfg.mcts.excluded == ("FIND", "RUN") and cfg.explore.mix == (("walk_room", 1.0), ("grab", 2.5))
+    assert cfg.to_dict() == {**cfg.job_dict(), "out": "out/collect", "workers": 5, "worker_cpus": 1.0,
+                             "max_in_flight": 2, "address": "local", "chaos_kill_every": 0}
+
+
+def _cli_config(monkeypatch, *args) -> CollectConfig:
+    """The config `e2wm collect ARGS` would run, stopped before Ray starts."""
+    class Built(Exception):
+        pass
+
+    def stop(cfg, **kw):
+        raise Built(cfg)
+    monkeypatch.setattr("e2wm.collect.run.collect", stop)
+    with pytest.raises(Built) as e:
+        main(["collect", *args])
+    return e.value.args[0]
+
+
+def test_cli_flags_override_the_file_and_set_overrides_both(tmp_path, monkeypatch):
+    f = tmp_path / "job.yaml"
+    f.write_text("plans: 5\nscenes: 3\nmcts:\n  simulations: 100\n  max_depth: 10\n")
+    flags = ["--config", str(f), "--plans", "6", "--simulations", "200", "--worker-cpus", "0.5"]
+    cfg = _cli_config(monkeypatch, *flags, "--activity", "go to sleep", "--activity", "watch tv")
+    assert (cfg.plans, cfg.scenes, cfg.worker_cpus) == (6, 3, 0.5)
+    assert (cfg.mcts.simulations, cfg.mcts.max_depth) == (200, 10)
+    assert cfg.activities == ("go to sleep", "watch tv")
+    cfg = _cli_config(monkeypatch, *flags, "--set", "plans=7", "--set", "mcts.simulations=300",
+                      "--set", "mcts.max_depth=20", "--set", "explore.mix=[[grab, 1]]")
+    assert (cfg.plans, cfg.mcts.simulations, cfg.mcts.max_depth) == (7, 300, 20)
+    assert cfg.explore.mix == (("grab", 1.0),)
+
+
+@pytest.mark.parametrize("setting, names", [
+    ("mcts.simulations=x", "mcts.simulations: expected an int, got 'x'"),
+    ("mcts.simulatons=3", "unknown key(s) mcts.simulatons"),
+    ("mcts=3", "mcts: expected a mapping"),
+    ("workers=0", "workers=0: must be an int >= 1"),
+])
+def test_a_bad_set_prints_one_line_naming_the_field(setting, names, capsys, monkeypatch):
+    monkeypatch.setattr("e2wm.collect.run.collect", lambda *a, **kw: pytest.fail("collected"))
+    assert main(["collect", "--set", setting]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and names in lines[0]
+    assert lines[0].startswith("e2wm: error: preset collect.yaml + command line: ")
 
 
 def test_robothow_source_plans_toward_each_programs_goal(tmp_path):

@@ -1,46 +1,16 @@
 """`e2wm build-data` end to end on a small real collection."""
 import json
-from functools import lru_cache
 
 import pytest
 
-from e2wm.collect.explore import ExploreConfig, explore_episode
-from e2wm.collect.mcts import MCTSConfig
-from e2wm.collect.plans import plan_episode
-from e2wm.config import DataConfig
+from e2wm.cli import main
 from e2wm.data.builder import build_data
+from e2wm.data.config import DataConfig
 from e2wm.data.eval_format import read_eval
 from e2wm.data.leak import LeakGuard
 from e2wm.data.suites import SUITES
 from e2wm.data.tasks import activity_recognition, counting, object_path, plan_generation
 from e2wm.errors import E2WMError
-from e2wm.world.activities import ActivityError
-
-ACTS = ("go to sleep", "turn on light", "put away dishes", "make bed", "hang up towel", "wipe kitchen counter",
-        "brush teeth", "put groceries in fridge", "open window", "take a nap")
-
-
-@lru_cache(maxsize=None)
-def _shard_text() -> str:
-    eps = []
-    for seed in range(8):
-        for a in ACTS:
-            try:
-                eps.append(plan_episode(f"procedural:{seed}", a, MCTSConfig(simulations=300), seed, len(eps)))
-            except ActivityError:
-                pass
-        for u in range(4):
-            eps.append(explore_episode(f"procedural:{seed}", ExploreConfig(steps=40), seed, 100 + u))
-    return "".join(e.content_json() + "\n" for e in eps)
-
-
-@pytest.fixture
-def episodes_dir(tmp_path):
-    d = tmp_path / "collect"
-    d.mkdir()
-    (d / "shard-00000.jsonl").write_text(_shard_text())
-    return d
-
 
 def test_builds_every_task_and_suite_with_no_overlap(episodes_dir, tmp_path):
     import datasets
@@ -91,3 +61,23 @@ def test_bad_inputs_name_what_and_where(episodes_dir, tmp_path):
     assert not (tmp_path / "o").exists()
     with pytest.raises(E2WMError, match="threshold"):
         DataConfig(threshold=2)
+
+
+def test_build_data_flags_and_set_override_the_preset(monkeypatch, capsys, tmp_path):
+    class Built(Exception):
+        pass
+
+    def stop(episodes, out, cfg, **kw):
+        raise Built(cfg)
+    monkeypatch.setattr("e2wm.data.builder.build_data", stop)
+    args = ["build-data", "--episodes", str(tmp_path), "--out", str(tmp_path / "d"), "--seed", "3",
+            "--threshold", "0.4"]
+    with pytest.raises(Built) as e:
+        main([*args, "--set", "seed=4", "--set", "weights.counting=2"])
+    cfg = e.value.args[0]
+    assert (cfg.seed, cfg.threshold, cfg.eval_fraction) == (4, 0.4, 0.2)
+    assert cfg.weights == {"plan_generation": 1.0, "activity_recognition": 0.7, "counting": 2.0,
+                           "object_path": 1.0}
+    assert main([*args, "--set", "weights.counting=x"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["e2wm: error: preset data.yaml + command line: weights.counting: expected a number, got 'x'"]
