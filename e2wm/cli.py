@@ -17,8 +17,8 @@ MCTS_DEFAULTS = MCTSConfig()
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, rest = parser.parse_known_args(argv)
-    if getattr(args, "func", None) is _fisher:
-        args.rest = rest   # `e2wm fisher` hands its flags to the Fisher entry point
+    if getattr(args, "func", None) in (_fisher, _train):
+        args.rest = rest   # `e2wm fisher` and `e2wm train` hand their flags to their entry points
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if not hasattr(args, "func"):
@@ -94,6 +94,18 @@ def _parser() -> argparse.ArgumentParser:
     fi = sub.add_parser("fisher", help="diagonal Fisher of the base weights (single process, or under "
                         "torchrun / deepspeed: python -m e2wm.train.fisher)", add_help=False)
     fi.set_defaults(func=_fisher)
+    tr = sub.add_parser("train", help="fine-tune with LoRA / EWC-LoRA / EWC / KL under DeepSpeed (one process; "
+                        "for several: deepspeed or torchrun -m e2wm.train)", add_help=False)
+    tr.set_defaults(func=_train)
+    xp = sub.add_parser("export", help="a training checkpoint -> PEFT adapter directory (LoRA) or HF model")
+    xp.add_argument("checkpoint", help="a step directory, or a run directory (its newest checkpoint)")
+    xp.add_argument("--out", required=True, help="output directory")
+    xp.set_defaults(func=_export)
+    mg = sub.add_parser("merge", help="base model + PEFT adapter -> one HF model directory")
+    mg.add_argument("--adapter", required=True, help="adapter directory (from e2wm export or training)")
+    mg.add_argument("--out", required=True, help="output directory")
+    mg.add_argument("--base", default=None, help="base model (default: the adapter's base_model_name_or_path)")
+    mg.set_defaults(func=_merge)
 
     bench = sub.add_parser("bench", help="benchmarks, contenders side by side").add_subparsers(metavar="WHAT")
     b = bench.add_parser("world", help="e2wm's engine vs the official executor")
@@ -116,6 +128,18 @@ def _parser() -> argparse.ArgumentParser:
                        ("fisher", "Fisher tokens/s vs plain forward+backward tokens/s")):
         bt = bench.add_parser(what, help=text)
         bt.set_defaults(func=_bench_train, what=what)
+    bt = bench.add_parser("train", help="trainer tokens/s vs a plain transformers+peft loop and E2WM's "
+                          "pad-to-800 batching")
+    bt.add_argument("--model", default=None, help="model spec (default: a Llama, hidden 256, 4 layers, "
+                    "byte tokens); e.g. shape:gpt-neo-1.3b on a GPU")
+    bt.add_argument("--rows", type=int, default=240)
+    bt.add_argument("--steps", type=int, default=6, help="timed optimizer steps (after 2 warm-up steps)")
+    bt.add_argument("--global-batch", type=int, default=16)
+    bt.add_argument("--micro-batch", type=int, default=4)
+    bt.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    bt.add_argument("--zero-stage", type=int, choices=(1, 2, 3), default=2)
+    bt.add_argument("--no-pad800", action="store_true", help="skip the (slow) pad-to-800 contender")
+    bt.set_defaults(func=_bench_trainer)
     q = bench.add_parser("plans", help="MCTS success rate and plan length over the activity library")
     q.add_argument("--scenes", type=int, default=50, help="procedural apartments 0..N-1")
     q.add_argument("--simulations", type=int, default=2000)
@@ -217,15 +241,44 @@ def _fisher(args) -> int:
     return main_fisher(args.rest)
 
 
+def _train(args) -> int:
+    from e2wm.train.__main__ import main as main_train
+    return main_train(args.rest)
+
+
+def _export(args) -> int:
+    from e2wm.train.export import export
+    print(f"wrote {export(args.checkpoint, args.out)}")
+    return 0
+
+
+def _merge(args) -> int:
+    from e2wm.train.export import merge
+    print(f"wrote {merge(args.adapter, args.out, args.base)}")
+    return 0
+
+
 def _bench_train(args) -> int:
-    from e2wm.bench import train
-    r = (train.run_ewc if args.what == "ewc" else train.run_fisher)()
+    from e2wm.bench import regularizers
+    r = (regularizers.run_ewc if args.what == "ewc" else regularizers.run_fisher)()
     if args.what == "ewc":
         print(f"EWC-LoRA step {r['ewc_step_ms']:.1f} ms vs plain LoRA step {r['plain_step_ms']:.1f} ms: "
               f"ratio {r['ratio']:.3f}")
     else:
         print(f"Fisher {r['fisher_tokens_per_s']:.0f} tokens/s vs plain forward+backward "
               f"{r['plain_tokens_per_s']:.0f} tokens/s: ratio {r['ratio']:.3f}")
+    print(json.dumps(r))
+    return 0
+
+
+def _bench_trainer(args) -> int:
+    from e2wm.bench.train import run
+    r = run(args.model, args.rows, args.steps, args.global_batch, args.micro_batch, args.precision,
+            args.zero_stage, pad800=not args.no_pad800)
+    print(f"trainer {r['trainer_tokens_per_s']:,.0f} tokens/s vs plain transformers+peft "
+          f"{r['plain_tokens_per_s']:,.0f}: ratio {r['ratio_plain']:.2f}"
+          + (f"; vs E2WM pad-to-800 {r['pad800_tokens_per_s']:,.0f}: ratio {r['ratio_pad800']:.2f}"
+             if r["ratio_pad800"] else ""))
     print(json.dumps(r))
     return 0
 

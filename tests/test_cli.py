@@ -132,3 +132,8 @@ def test_fisher_command_writes_safetensors(tmp_path):
     tensors, meta = load_fisher(tmp_path)
     assert tensors and meta["samples"] == "4" and meta["modules"] == "lora-targets"
 
+
+def test_train_passes_its_flags_to_the_recipe(capsys):
+    assert main(["train", "--set", "optim.lrr=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "optim.lrr" in err[0]

@@ -57,17 +57,19 @@ def run_ewc(steps: int = 30, hidden: int = 256, layers: int = 4, heads: int = 4,
             "lora_layers": len(fisher), "threads": torch.get_num_threads()}
 
 
-def run_fisher(samples: int = 32, hidden: int = 256, layers: int = 4, heads: int = 4, vocab: int = 256,
+def run_fisher(samples: int = 32, hidden: int = 256, layers: int = 4, heads: int = 4,
                seq: int = 128, micro_batch: int = 4, seed: int = 0) -> dict:
     from e2wm.train.fisher import compute_fisher
+    from e2wm.train.model import byte_tokenizer
 
     rng = torch.Generator().manual_seed(seed)
     codes = torch.randint(32, 127, (samples, seq), generator=rng)   # printable ASCII: 1 byte = 1 token
     texts = ["".join(map(chr, row.tolist())) for row in codes]
-    model = _model(hidden, layers, heads, vocab, seed)
+    tok = byte_tokenizer()
+    model = _model(hidden, layers, heads, len(tok), seed)
     # plain LoRA forward+backward, same model, lengths and micro-batch; tokens counted as Fisher counts them
-    ids = codes % vocab
-    compute_fisher(model, texts[:micro_batch], max_length=seq, micro_batch=micro_batch)   # warm-up
+    ids = torch.tensor(tok(texts)["input_ids"])
+    compute_fisher(model, texts[:micro_batch], tok, max_length=seq, micro_batch=micro_batch)   # warm-up
     t, tokens = time.perf_counter(), 0
     for i in range(0, samples, micro_batch):
         b = ids[i:i + micro_batch]
@@ -76,7 +78,7 @@ def run_fisher(samples: int = 32, hidden: int = 256, layers: int = 4, heads: int
     plain_s = time.perf_counter() - t
     model.zero_grad(set_to_none=True)
     t = time.perf_counter()
-    _, meta = compute_fisher(model, texts, max_length=seq, micro_batch=micro_batch)
+    _, meta = compute_fisher(model, texts, tok, max_length=seq, micro_batch=micro_batch)
     fisher_s = time.perf_counter() - t
     f_tps, p_tps = int(meta["tokens"]) / fisher_s, tokens / plain_s
     return {"bench": "fisher", "ratio": f_tps / p_tps, "fisher_tokens_per_s": f_tps,

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 from e2wm.errors import E2WMError
+from e2wm.jsonl import read_jsonl
 
 
 class CorpusError(E2WMError):
@@ -33,17 +33,10 @@ def _txt_texts(path: Path) -> list[str]:
 
 def _jsonl_texts(path: Path) -> list[str]:
     docs = []
-    with path.open(encoding="utf-8") as fh:
-        for i, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise CorpusError(f"{path}:{i}: invalid JSON ({e.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                raise CorpusError(f"{path}:{i}: expected an object with a string field \"text\"")
-            docs.append(row["text"])
+    for i, row in read_jsonl(path, CorpusError):
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            raise CorpusError(f"{path}:{i}: expected an object with a string field \"text\"")
+        docs.append(row["text"])
     return docs
 
 
@@ -56,6 +49,12 @@ def _datasets_texts(path: Path) -> list[str]:
     if "text" not in ds.column_names:
         raise CorpusError(f"{path}: dataset has no \"text\" column (columns: {ds.column_names})")
     return list(ds["text"])
+
+
+def check_corpus(spec: str, field: str = "corpus") -> None:
+    """Cheap check before heavy work: the spec names a builtin or an existing file or directory."""
+    if spec != "builtin:pydoc" and not Path(spec).exists():
+        raise CorpusError(f"{field}: {spec}: not found (expected .txt, .jsonl, a datasets dir or builtin:pydoc)")
 
 
 def load_texts(spec: str, max_samples: int | None = None) -> list[str]:

@@ -1,10 +1,13 @@
-"""Launch and environment helpers for CPU/gloo DeepSpeed runs (see shared notes, stack.md section 2)."""
+"""Process group, device and launch helpers. Device and backend come from DeepSpeed's accelerator:
+nccl on CUDA, gloo on CPU (see shared notes, stack.md section 2)."""
 from __future__ import annotations
 
 import os
 import socket
 import sys
 import tempfile
+
+import torch
 
 
 def cpu_env(extra: dict | None = None) -> dict:
@@ -32,40 +35,53 @@ def torchrun_cmd(nproc: int, port: int, module_or_script: str, args: list[str]) 
             "--master_addr", "127.0.0.1", "--master_port", str(port), *target, *args]
 
 
+def deepspeed_cmd(nproc: int, port: int, module: str, args: list[str]) -> list[str]:
+    """The `deepspeed` launcher (`--num_gpus` is required on CPU, where it would count NUMA nodes)."""
+    return [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", str(nproc),
+            "--master_port", str(port), "--module", module, *args]
+
+
 def is_distributed_env() -> bool:
     """True when launched by torchrun/deepspeed (they export WORLD_SIZE and RANK)."""
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def world_size() -> int:
+    """The launcher's world size, known before the process group exists (1 outside a launcher)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def accelerator():
+    from deepspeed.accelerator import get_accelerator
+    return get_accelerator()
+
+
+def device() -> torch.device:
+    """This rank's device: the accelerator's device for LOCAL_RANK (cuda:N on GPUs, cpu on CPU)."""
+    acc = accelerator()
+    if acc.device_name() == "cpu":
+        return torch.device("cpu")
+    return torch.device(acc.device_name(int(os.environ.get("LOCAL_RANK", "0"))))
+
+
 def init_distributed() -> tuple[int, int]:
-    """Initialise DeepSpeed's process group on gloo (CPU); returns (rank, world)."""
-    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    """Join (or create, for a lone process) the process group on the accelerator's backend.
+
+    A process started without a launcher becomes rank 0 of a world of 1 on a free local port,
+    so single-process runs go through the same DeepSpeed code as multi-node ones.
+    """
     import deepspeed
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        deepspeed.init_distributed(dist_backend="gloo")
+        if not is_distributed_env():
+            os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1",
+                              MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+        acc = accelerator()
+        if acc.device_name() != "cpu":
+            acc.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        deepspeed.init_distributed(dist_backend=acc.communication_backend_name())
     return dist.get_rank(), dist.get_world_size()
-
-
-def ds_config(zero_stage: int, micro_batch: int = 1) -> dict:
-    """Minimal fp32 DeepSpeed config; a torch optimizer is passed in, so no fused-op JIT."""
-    return {"train_micro_batch_size_per_gpu": micro_batch, "gradient_accumulation_steps": 1,
-            "zero_optimization": {"stage": zero_stage},
-            "zero_allow_untested_optimizer": True, "zero_force_ds_cpu_optimizer": False,
-            "steps_per_print": 10**9}
-
-
-def build_engine(peft_model, zero_stage: int, micro_batch: int = 1):
-    """deepspeed.initialize over a LoRA model (AdamW on the LoRA params, never stepped here)."""
-    import deepspeed
-    import torch
-
-    params = [p for p in peft_model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4)
-    engine, *_ = deepspeed.initialize(model=peft_model, optimizer=opt,
-                                      config=ds_config(zero_stage, micro_batch))
-    return engine
 
 
 def shutdown(engine=None, destroy_group: bool = True) -> None:

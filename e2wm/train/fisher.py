@@ -10,8 +10,8 @@ Distributed reduction (rank r processes texts[r::world]):
 * ZeRO-3 (parameters partitioned): in a post-accumulate-grad hook each rank squares its
   per-sample gradient, pads it to world * ds_tensor.numel() and reduce-scatters (SUM), keeping
   only its own partition (shaped like p.ds_tensor), so F memory per rank is about 1/world.
-All accumulation is fp32. `--model tiny` means `tiny_causal_lm()` with a byte tokenizer
-(token = byte % vocab), so tests and the quickstart need no download.
+All accumulation is fp32, on the rank's device. Checkpoints record the position in samples, so a
+run resumed with another micro-batch continues exactly where the last one stopped.
 """
 from __future__ import annotations
 
@@ -24,89 +24,47 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F_
 
-from e2wm.train.model import _base_name, add_lora, base_weight_names, tiny_causal_lm
-
-FISHER_FILE = "fisher.safetensors"
+from e2wm.errors import E2WMError
+from e2wm.train.fisher_io import (FISHER_FILE, atomic_save, load_fisher, save_fisher, shard_name,  # noqa: F401
+                                  weight_sums)
+from e2wm.train.model import add_lora, base_name, base_weight_names, load_model, load_tokenizer
 
 
 class FisherInterrupted(RuntimeError):
     """Raised by the `stop_after` debug switch, to test checkpoint/resume."""
 
 
-# ---------------------------------------------------------------- tokenisation
-
-def encode(texts: list[str], tokenizer, max_length: int, vocab: int | None = None) -> list[list[int]]:
-    """Token ids per text, truncated to max_length; tokenizer None = bytes modulo `vocab`."""
-    out = []
-    for t in texts:
-        if tokenizer is None:
-            ids = [b % vocab for b in t.encode("utf-8")[:max_length]]
-        else:
-            ids = tokenizer(t, truncation=True, max_length=max_length)["input_ids"]
-        out.append(list(ids))
-    return out
-
-
-# ---------------------------------------------------------------- storage
-
-def _atomic_save(tensors: dict, path: Path, metadata: dict) -> None:
-    from safetensors.torch import save_file
-
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
-              metadata={k: str(v) for k, v in metadata.items()})
-    os.replace(tmp, path)  # readers never see a half-written file
-
-
-def save_fisher(out_dir, tensors: dict[str, torch.Tensor], metadata: dict, name: str = FISHER_FILE) -> Path:
-    """Write `tensors` (+ string metadata) to out_dir/name atomically; returns the path."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    _atomic_save(tensors, out / name, metadata)
-    return out / name
-
-
-def load_fisher(path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(tensors, metadata) from a Fisher file, or from out_dir/fisher.safetensors for a directory."""
-    from safetensors import safe_open
-
-    p = Path(path)
-    if p.is_dir():
-        p = p / FISHER_FILE
-    with safe_open(str(p), framework="pt") as fh:
-        return {k: fh.get_tensor(k) for k in fh.keys()}, dict(fh.metadata() or {})
-
-
-def shard_name(rank: int, world: int) -> str:
-    return f"fisher-rank{rank:03d}-of-{world:03d}.safetensors"
+def encode(texts: list[str], tokenizer, max_length: int) -> list[list[int]]:
+    """Token ids per text, truncated to max_length."""
+    return [list(x) for x in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
 
 
 # ---------------------------------------------------------------- accumulation
 
 def select_base_params(model, modules: str = "lora-targets", targets=("q_proj", "v_proj")) -> dict:
     """{base-model name: parameter} of the weights the Fisher covers, sorted by name."""
+    if modules not in ("all", "lora-targets"):
+        raise E2WMError(f"modules must be 'lora-targets' or 'all', got {modules!r}")
     is_peft = any("lora_" in n for n, _ in model.named_parameters())
     wanted = set(base_weight_names(model, modules)) if is_peft else None
     out = {}
     for n, p in model.named_parameters():
         if "lora_" in n:
             continue
-        name = _base_name(n)
+        name = base_name(n)
         if modules == "all" or (wanted is not None and name in wanted) or \
                 (wanted is None and name.endswith(".weight") and name.split(".")[-2] in targets):
             out[name] = p
-    if modules not in ("all", "lora-targets"):
-        raise ValueError(f"modules must be 'lora-targets' or 'all', got {modules!r}")
     return dict(sorted(out.items()))
 
 
 class _SquareSum:
     """Post-accumulate-grad hooks that add grad**2 into fp32 sums (full, or a ZeRO-3 partition)."""
 
-    def __init__(self, params: dict, partitioned: bool, world: int = 1):
+    def __init__(self, params: dict, partitioned: bool, world: int, device):
         self.params, self.partitioned, self.world = params, partitioned, world
-        self.sums = {n: torch.zeros(p.ds_tensor.numel() if partitioned else p.numel(), dtype=torch.float32)
-                     for n, p in params.items()}
+        self.sums = {n: torch.zeros(p.ds_tensor.numel() if partitioned else p.numel(), dtype=torch.float32,
+                                    device=device) for n, p in params.items()}
         self._names = {id(p): n for n, p in params.items()}
         self._handles, self.scale = [], 1.0
 
@@ -141,13 +99,13 @@ class _SquareSum:
         self._handles = []
 
 
-def _per_sample_losses(forward, batch: list[list[int]]) -> list[torch.Tensor]:
+def _per_sample_losses(forward, batch: list[list[int]], device) -> list[torch.Tensor]:
     """Mean next-token CE per sample over its own (non-pad) tokens, from one padded forward."""
     width = max(len(s) for s in batch)
-    ids = torch.zeros(len(batch), width, dtype=torch.long)
-    mask = torch.zeros(len(batch), width, dtype=torch.long)
+    ids = torch.zeros(len(batch), width, dtype=torch.long, device=device)
+    mask = torch.zeros(len(batch), width, dtype=torch.long, device=device)
     for i, s in enumerate(batch):
-        ids[i, :len(s)] = torch.tensor(s)
+        ids[i, :len(s)] = torch.tensor(s, dtype=torch.long, device=device)
         mask[i, :len(s)] = 1
     logits = forward(input_ids=ids, attention_mask=mask).logits.float()
     ce = F_.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")
@@ -161,105 +119,114 @@ def _ckpt_dir(out_dir) -> Path:
     return Path(out_dir) / "checkpoint"
 
 
-def _load_checkpoint(out_dir, rank: int, fingerprint: str):
-    """(step, samples, tokens, sums) of the last committed checkpoint, or None."""
+def _load_checkpoint(out_dir, rank: int, fingerprint: str, device):
+    """(position, samples, tokens, sums) of the last committed checkpoint, or None."""
+    from safetensors import SafetensorError
+
     d = _ckpt_dir(out_dir)
     if not (d / "state.json").exists():
         return None
-    state = json.loads((d / "state.json").read_text())
-    if state["fingerprint"] != fingerprint:
-        raise ValueError(f"{d}: checkpoint is from different arguments; remove it or change --out")
-    sums, meta = load_fisher(d / f"rank{rank:03d}-step{state['step']:08d}.safetensors")
-    return state["step"], int(meta["samples"]), int(meta["tokens"]), sums
+    try:
+        state = json.loads((d / "state.json").read_text())
+        if state["fingerprint"] != fingerprint:
+            raise E2WMError(f"{d}: checkpoint is from different arguments; remove it or change --out")
+        sums, meta = load_fisher(d / f"rank{rank:03d}-pos{state['position']:09d}.safetensors")
+    except (KeyError, ValueError, OSError, SafetensorError) as e:
+        raise E2WMError(f"{d}: unreadable Fisher checkpoint ({e}); remove it to start over") from None
+    return state["position"], int(meta["samples"]), int(meta["tokens"]), {k: v.to(device) for k, v in sums.items()}
 
 
-def _save_checkpoint(out_dir, rank: int, world: int, step: int, samples: int, tokens: int,
+def _save_checkpoint(out_dir, rank: int, world: int, position: int, samples: int, tokens: int,
                      sums: dict, fingerprint: str, barrier) -> None:
     """Each rank writes its partial sums; after a barrier rank 0 commits state.json, then old files go."""
     d = _ckpt_dir(out_dir)
     d.mkdir(parents=True, exist_ok=True)
-    _atomic_save(sums, d / f"rank{rank:03d}-step{step:08d}.safetensors",
-                 {"samples": samples, "tokens": tokens, "step": step})
-    barrier()  # a step is committed only once every rank has its file
+    mine = f"rank{rank:03d}-pos{position:09d}.safetensors"
+    atomic_save(sums, d / mine, {"samples": samples, "tokens": tokens, "position": position})
+    barrier()  # a position is committed only once every rank has its file
     if rank == 0:
         tmp = d / "state.json.tmp"
-        tmp.write_text(json.dumps({"step": step, "world": world, "fingerprint": fingerprint}))
+        tmp.write_text(json.dumps({"position": position, "world": world, "fingerprint": fingerprint}))
         os.replace(tmp, d / "state.json")
     barrier()
-    for f in d.glob(f"rank{rank:03d}-step*.safetensors"):
-        if f.name != f"rank{rank:03d}-step{step:08d}.safetensors":
+    for f in d.glob(f"rank{rank:03d}-*.safetensors"):
+        if f.name != mine:
             f.unlink()
 
 
 # ---------------------------------------------------------------- main loop
 
-def _accumulate(forward, params: dict, local: list[list[int]], n_steps: int, micro_batch: int, *,
+def _accumulate(forward, params: dict, local: list[list[int]], length: int, micro_batch: int, device, *,
                 partitioned: bool, rank: int, world: int, out_dir=None, fingerprint: str = "",
                 checkpoint_every: int = 0, stop_after: int | None = None, barrier=lambda: None,
                 batched_forward: bool = True):
-    """Run n_steps micro-batches (padded with zero-weight samples so every rank runs the same graph)."""
-    acc = _SquareSum(params, partitioned, world)
-    step, samples, tokens = 0, 0, 0
+    """Walk positions 0..length of this rank's samples, micro_batch at a time. Every rank walks the
+    same `length`, padding with zero-weight samples, so the ZeRO-3 collectives line up."""
+    acc = _SquareSum(params, partitioned, world, device)
+    pos, samples, tokens = 0, 0, 0
     if out_dir is not None and checkpoint_every:
-        got = _load_checkpoint(out_dir, rank, fingerprint)
+        got = _load_checkpoint(out_dir, rank, fingerprint, device)
         if got is not None:
-            step, samples, tokens, sums = got
+            pos, samples, tokens, sums = got
             acc.sums = {n: sums[n].clone() for n in acc.sums}
-    ckpt_steps = max(1, math.ceil(checkpoint_every / micro_batch)) if checkpoint_every else 0
+    every = max(1, math.ceil(checkpoint_every / world)) if checkpoint_every else 0   # in local positions
     filler = local[0] if local else [1, 2]  # any 2-token sample; its gradient is scaled to 0
     with acc:
-        while step < n_steps:
-            real = local[step * micro_batch:(step + 1) * micro_batch]
+        while pos < length:
+            real = local[pos:pos + micro_batch]
             batch = real + [filler] * (micro_batch - len(real))
             # ZeRO-3 releases gathered params after a backward, so a shared graph cannot be re-walked:
             # there each sample gets its own forward; otherwise one padded forward serves the batch
             groups = [batch] if batched_forward else [[s] for s in batch]
             i = 0
             for group in groups:
-                losses = _per_sample_losses(forward, group)
+                losses = _per_sample_losses(forward, group, device)
                 for j, loss in enumerate(losses):
                     acc.scale = 1.0 if i < len(real) else 0.0
                     loss.backward(inputs=list(params.values()), retain_graph=j < len(losses) - 1)
                     i += 1
             samples += len(real)
             tokens += sum(len(s) - 1 for s in real)
-            step += 1
-            if ckpt_steps and step % ckpt_steps == 0 and step < n_steps:
-                _save_checkpoint(out_dir, rank, world, step, samples, tokens, acc.sums, fingerprint, barrier)
-            if stop_after is not None and step * micro_batch >= stop_after and step < n_steps:
-                raise FisherInterrupted(f"stopped after {step} micro-batches (stop_after={stop_after})")
+            before, pos = pos, min(pos + micro_batch, length)
+            if every and pos // every > before // every and pos < length:
+                _save_checkpoint(out_dir, rank, world, pos, samples, tokens, acc.sums, fingerprint, barrier)
+            if stop_after is not None and pos * world >= stop_after and pos < length:
+                raise FisherInterrupted(f"stopped at position {pos} (stop_after={stop_after})")
     return acc.sums, samples, tokens
 
 
-def _fingerprint(**kw) -> str:
-    return json.dumps(kw, sort_keys=True)
+def _metadata(model_name: str, texts, modules: str, max_length: int, zero_stage, world: int) -> dict:
+    from e2wm.train.corpus import corpus_hash
+    return {"model": model_name, "corpus_sha256": corpus_hash(texts), "modules": modules,
+            "max_length": max_length, "zero_stage": zero_stage, "world_size": world}
 
 
-def compute_fisher(model, texts: list[str], *, tokenizer=None, max_length: int = 256, micro_batch: int = 1,
+def _fingerprint(meta: dict) -> str:
+    return json.dumps(meta, sort_keys=True)   # the micro-batch is not in it: it does not change F
+
+
+def compute_fisher(model, texts: list[str], tokenizer, *, max_length: int = 256, micro_batch: int = 1,
                    modules: str = "lora-targets", out_dir=None, checkpoint_every: int = 0,
                    stop_after: int | None = None, model_name: str = "model"):
-    """Single-process Fisher; returns ({base name: F tensor}, metadata). Saves to out_dir if given."""
-    from e2wm.train.corpus import corpus_hash
-
-    seqs = [s for s in encode(texts, tokenizer, max_length, model.config.vocab_size) if len(s) >= 2]
+    """Single-process Fisher on the model's device; returns ({base name: F}, metadata). Saves to out_dir."""
+    seqs = [s for s in encode(texts, tokenizer, max_length) if len(s) >= 2]
     if not seqs:
-        raise ValueError("no sample has 2 or more tokens; nothing to predict")
+        raise E2WMError("no sample has 2 or more tokens; nothing to predict")
     params = select_base_params(model, modules)
-    meta = {"model": model_name, "corpus_sha256": corpus_hash(texts), "modules": modules,
-            "max_length": max_length, "zero_stage": "none", "world_size": 1}
+    device = next(model.parameters()).device
+    meta = _metadata(model_name, texts, modules, max_length, "none", 1)
     model.eval()  # no dropout: per-sample gradients must be deterministic
-    sums, n, tok = _accumulate(model, params, seqs, math.ceil(len(seqs) / micro_batch), micro_batch,
-                               partitioned=False, rank=0, world=1, out_dir=out_dir,
-                               fingerprint=_fingerprint(**meta), checkpoint_every=checkpoint_every,
-                               stop_after=stop_after)
+    sums, n, tok = _accumulate(model, params, seqs, len(seqs), micro_batch, device, partitioned=False,
+                               rank=0, world=1, out_dir=out_dir, fingerprint=_fingerprint(meta),
+                               checkpoint_every=checkpoint_every, stop_after=stop_after)
     fisher = {k: (sums[k] / n).view(p.shape) for k, p in params.items()}
-    meta.update(samples=n, tokens=tok)
+    meta.update(samples=n, tokens=tok, weight_sums=json.dumps(weight_sums(params)))
     if out_dir is not None:
         save_fisher(out_dir, fisher, meta)
     return fisher, {k: str(v) for k, v in meta.items()}
 
 
-def compute_fisher_deepspeed(engine, texts: list[str], *, zero_stage: int, tokenizer=None, max_length: int = 256,
+def compute_fisher_deepspeed(engine, texts: list[str], tokenizer, *, zero_stage: int, max_length: int = 256,
                              micro_batch: int = 1, modules: str = "lora-targets", out_dir=None,
                              checkpoint_every: int = 0, stop_after: int | None = None,
                              model_name: str = "model", consolidate: bool = True):
@@ -270,28 +237,24 @@ def compute_fisher_deepspeed(engine, texts: list[str], *, zero_stage: int, token
     """
     import torch.distributed as dist
 
-    from e2wm.train.corpus import corpus_hash
-
     rank, world = dist.get_rank(), dist.get_world_size()
-    vocab = engine.module.config.vocab_size
-    seqs = [s for s in encode(texts, tokenizer, max_length, vocab) if len(s) >= 2]
+    device = engine.device
+    seqs = [s for s in encode(texts, tokenizer, max_length) if len(s) >= 2]
     local = seqs[rank::world]
-    n_steps = math.ceil(math.ceil(len(seqs) / world) / micro_batch)  # same on every rank: no comm needed
     params = select_base_params(engine.module, modules)
     partitioned = zero_stage == 3
-    meta = {"model": model_name, "corpus_sha256": corpus_hash(texts), "modules": modules,
-            "max_length": max_length, "zero_stage": zero_stage, "world_size": world}
+    meta = _metadata(model_name, texts, modules, max_length, zero_stage, world)
     engine.module.eval()
     # replicated params: call the bare module, since the engine's forward insists on engine.backward()
     forward = engine if partitioned else engine.module
-    sums, n, tok = _accumulate(forward, params, local, n_steps, micro_batch, partitioned=partitioned,
-                               rank=rank, world=world, out_dir=out_dir, fingerprint=_fingerprint(**meta),
-                               checkpoint_every=checkpoint_every, stop_after=stop_after, barrier=dist.barrier,
-                               batched_forward=not partitioned)
-    counts = torch.tensor([n, tok], dtype=torch.float64)
+    sums, n, tok = _accumulate(forward, params, local, math.ceil(len(seqs) / world), micro_batch, device,
+                               partitioned=partitioned, rank=rank, world=world, out_dir=out_dir,
+                               fingerprint=_fingerprint(meta), checkpoint_every=checkpoint_every,
+                               stop_after=stop_after, barrier=dist.barrier, batched_forward=not partitioned)
+    counts = torch.tensor([n, tok], dtype=torch.float64, device=device)
     dist.all_reduce(counts)
     n, tok = int(counts[0]), int(counts[1])
-    meta.update(samples=n, tokens=tok)
+    meta.update(samples=n, tokens=tok, weight_sums=json.dumps(weight_sums(params)))
     smeta = {k: str(v) for k, v in meta.items()}
     if not partitioned:  # replicated params: sum every rank's squares once, at the end
         for v in sums.values():
@@ -308,10 +271,10 @@ def compute_fisher_deepspeed(engine, texts: list[str], *, zero_stage: int, token
         if consolidate:
             full = {}
             for k, v in part.items():  # gather one tensor at a time: rank 0 peaks at |F| + one tensor
-                buf = torch.empty(v.numel() * world)
+                buf = torch.empty(v.numel() * world, dtype=v.dtype, device=device)
                 dist.all_gather_into_tensor(buf, v)
                 if rank == 0:
-                    full[k] = buf[:math.prod(shapes[k])].view(shapes[k]).clone()
+                    full[k] = buf[:math.prod(shapes[k])].view(shapes[k]).cpu()
             if rank == 0:
                 save_fisher(out_dir, full, meta)
         dist.barrier()
@@ -319,16 +282,6 @@ def compute_fisher_deepspeed(engine, texts: list[str], *, zero_stage: int, token
 
 
 # ---------------------------------------------------------------- CLI
-
-def _load_model(spec: str):
-    """(model, tokenizer) for a path or hub id; `tiny` = tiny_causal_lm() with the byte tokenizer."""
-    if spec == "tiny":
-        return tiny_causal_lm(), None
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(spec, dtype=torch.float32)
-    return model, AutoTokenizer.from_pretrained(spec)
-
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="e2wm fisher", description="Empirical Fisher diagonal of base weights.")
@@ -338,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-samples", type=int, default=None)
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--modules", choices=["lora-targets", "all"], default="lora-targets")
-    ap.add_argument("--lora-targets", default="q_proj,v_proj", help="comma-separated module names")
+    ap.add_argument("--lora-targets", default=None, help="comma-separated module names (default: per architecture)")
     ap.add_argument("--micro-batch", type=int, default=1)
     ap.add_argument("--zero-stage", type=int, choices=[0, 2, 3], default=None,
                     help="DeepSpeed ZeRO stage (default: plain single process, or 0 under a launcher)")
@@ -348,28 +301,40 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _engine(model, zero_stage: int, micro_batch: int):
+    """deepspeed.initialize over the LoRA model: an fp32 engine whose optimizer never steps."""
+    import deepspeed
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    cfg = {"train_micro_batch_size_per_gpu": micro_batch, "gradient_accumulation_steps": 1,
+           "zero_optimization": {"stage": zero_stage}, "zero_allow_untested_optimizer": True,
+           "steps_per_print": 10**9}
+    engine, *_ = deepspeed.initialize(model=model, optimizer=torch.optim.AdamW(params, lr=1e-4), config=cfg)
+    return engine
+
+
 def main_fisher(argv=None) -> int:
     from e2wm.train import dist as edist
     from e2wm.train.corpus import load_texts
 
     a = build_parser().parse_args(argv)
     texts = load_texts(a.corpus, a.max_samples)
-    model, tok = _load_model(a.model)
-    kw = dict(tokenizer=tok, max_length=a.max_length, micro_batch=a.micro_batch, modules=a.modules,
+    tok = load_tokenizer(a.model)
+    targets = a.lora_targets.split(",") if a.lora_targets else None
+    kw = dict(max_length=a.max_length, micro_batch=a.micro_batch, modules=a.modules,
               out_dir=a.out, checkpoint_every=a.checkpoint_every, stop_after=a.stop_after, model_name=a.model)
     if a.zero_stage is None and not edist.is_distributed_env():
-        model = add_lora(model, targets=tuple(a.lora_targets.split(",")))  # zero-init B: base outputs unchanged
-        _, meta = compute_fisher(model, texts, **kw)
+        model = add_lora(load_model(a.model), targets=targets)  # zero-init B: base outputs unchanged
+        _, meta = compute_fisher(model.to(edist.device()), texts, tok, **kw)
         print(f"fisher: {meta['samples']} samples, {meta['tokens']} tokens -> {Path(a.out) / FISHER_FILE}")
         return 0
     import torch.distributed as dist
 
     own_group = not dist.is_initialized()  # a caller that set up the group keeps it
     edist.init_distributed()
-    engine = edist.build_engine(add_lora(model, targets=tuple(a.lora_targets.split(","))),
-                                a.zero_stage or 0, a.micro_batch)
+    engine = _engine(add_lora(load_model(a.model), targets=targets), a.zero_stage or 0, a.micro_batch)
     try:
-        _, meta = compute_fisher_deepspeed(engine, texts, zero_stage=a.zero_stage or 0, **kw)
+        _, meta = compute_fisher_deepspeed(engine, texts, tok, zero_stage=a.zero_stage or 0, **kw)
     finally:
         edist.shutdown(engine, destroy_group=own_group)
     if int(os.environ.get("RANK", "0")) == 0:

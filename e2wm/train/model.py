@@ -1,33 +1,162 @@
-"""Tiny deterministic causal LMs and LoRA helpers (no downloads; used by tests and the quickstart)."""
+"""Models and tokenizers: `tiny`, `shape:NAME` (random weights in a known model's shape), a path or hub id.
+
+`tiny` is a small Llama built from a config with a byte-level tokenizer (no download), for tests and
+the quickstart. `shape:gpt-neo-1.3b` (and `gpt-j-6b`, `llama-13b`) builds that architecture with
+random weights, for benchmarks and memory checks without a download. LoRA targets default per
+architecture (E2WM used peft's defaults: q_proj/v_proj).
+"""
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
+from e2wm.errors import E2WMError
 
-def tiny_causal_lm(seed: int = 0, vocab: int = 128, hidden: int = 32, layers: int = 2, heads: int = 4):
+TINY = "tiny"
+
+# peft-style defaults per `config.model_type`
+LORA_TARGETS = {
+    "llama": ("q_proj", "v_proj"), "mistral": ("q_proj", "v_proj"), "qwen2": ("q_proj", "v_proj"),
+    "opt": ("q_proj", "v_proj"), "gptj": ("q_proj", "v_proj"), "gpt_neo": ("q_proj", "v_proj"),
+    "gpt_neox": ("query_key_value",), "gpt2": ("c_attn",),
+}
+
+SHAPES = {  # public config values of the models E2WM fine-tuned
+    "gpt-neo-1.3b": ("GPTNeoConfig", dict(vocab_size=50257, hidden_size=2048, num_layers=24, num_heads=16,
+                                          max_position_embeddings=2048, window_size=256,
+                                          attention_types=[[["global", "local"], 12]])),
+    "gpt-j-6b": ("GPTJConfig", dict(vocab_size=50400, n_embd=4096, n_layer=28, n_head=16, rotary_dim=64,
+                                    n_positions=2048)),
+    "llama-13b": ("LlamaConfig", dict(vocab_size=32000, hidden_size=5120, intermediate_size=13824,
+                                      num_hidden_layers=40, num_attention_heads=40, max_position_embeddings=2048)),
+}
+
+
+def byte_tokenizer():
+    """A byte-level tokenizer (every UTF-8 byte one token, plus <pad> <s> </s>); 259 ids."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(("<pad>", "<s>", "</s>"))}
+    for ch in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab[ch] = len(vocab)
+    tk = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tk.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+
+
+def tiny_config(vocab: int = 259, hidden: int = 32, layers: int = 2, heads: int = 4):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden,
+                       num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
+                       max_position_embeddings=2048, tie_word_embeddings=False,
+                       pad_token_id=0, bos_token_id=1, eos_token_id=2)
+
+
+def tiny_causal_lm(seed: int = 0, vocab: int = 259, hidden: int = 32, layers: int = 2, heads: int = 4):
     """A small fp32 LlamaForCausalLM built from a config; same seed -> identical weights."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
-    cfg = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden,
-                      num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
-                      max_position_embeddings=512, tie_word_embeddings=False,
-                      pad_token_id=0, bos_token_id=1, eos_token_id=2)
     torch.manual_seed(seed)  # HF init draws from the global RNG, so seeding here makes it deterministic
-    model = LlamaForCausalLM(cfg).to(torch.float32)
+    model = LlamaForCausalLM(tiny_config(vocab, hidden, layers, heads)).to(torch.float32)
     model.eval()  # no dropout: gradients must be reproducible across ranks and runs
     return model
 
 
-def add_lora(model, r: int = 8, alpha: int = 32, targets=("q_proj", "v_proj"), dropout: float = 0.0):
-    """Wrap `model` with a peft LoRA adapter for causal LM; returns the PeftModel."""
+def _is_local(spec: str) -> bool:
+    return spec.startswith(("/", ".", "~")) or Path(spec).exists()
+
+
+def check_model_spec(spec: str, field: str = "model.name_or_path") -> None:
+    """Cheap check before heavy work: builtin names exist, local paths are model directories."""
+    if spec == TINY:
+        return
+    if spec.startswith("shape:"):
+        if spec[6:] not in SHAPES:
+            raise E2WMError(f"{field}: unknown shape {spec[6:]!r}; known: {', '.join(SHAPES)}")
+        return
+    if _is_local(spec) and not (Path(spec).expanduser() / "config.json").is_file():
+        raise E2WMError(f"{field}: {spec}: not a model directory (no config.json)")
+
+
+def load_tokenizer(spec: str, trust_remote_code: bool = False):
+    """The tokenizer of `spec`, with a pad token (EOS when it has none) and right padding."""
+    if spec == TINY or spec.startswith("shape:"):
+        tok = byte_tokenizer()
+    else:
+        from transformers import AutoTokenizer
+        try:
+            tok = AutoTokenizer.from_pretrained(str(Path(spec).expanduser()) if _is_local(spec) else spec,
+                                                trust_remote_code=trust_remote_code)
+        except (OSError, ValueError) as e:
+            raise E2WMError(f"model.name_or_path: cannot load a tokenizer from {spec!r} "
+                            f"({str(e).splitlines()[0]})") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token  # pads are masked out of attention and loss, so any id will do
+    tok.padding_side = "right"
+    return tok
+
+
+def model_config(spec: str, trust_remote_code: bool = False):
+    """The architecture of `spec` without its weights (cheap)."""
+    if spec == TINY:
+        return tiny_config()
+    import transformers
+    if spec.startswith("shape:"):
+        cls_name, kw = SHAPES[spec[6:]]
+        return getattr(transformers, cls_name)(**kw)
+    path = str(Path(spec).expanduser()) if _is_local(spec) else spec
+    try:
+        return transformers.AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise E2WMError(f"model.name_or_path: cannot load {spec!r} ({str(e).splitlines()[0]})") from None
+
+
+def load_model(spec: str, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False):
+    """A causal LM. Under ZeRO-3 keep a `HfDeepSpeedConfig` alive before calling: the weights are
+    then partitioned as they load (`from_pretrained` / `from_config`), so no rank holds the whole model."""
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()   # one bar per rank per load is noise in a launcher's log
+    if spec == TINY:
+        return tiny_causal_lm().to(dtype)
+    if spec.startswith("shape:"):
+        return AutoModelForCausalLM.from_config(model_config(spec), dtype=dtype)
+    path = str(Path(spec).expanduser()) if _is_local(spec) else spec
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise E2WMError(f"model.name_or_path: cannot load {spec!r} ({str(e).splitlines()[0]})") from None
+
+
+def default_targets(model) -> tuple[str, ...]:
+    kind = model.config.model_type
+    if kind not in LORA_TARGETS:
+        raise E2WMError(f"lora.target_modules: no default for model type {kind!r}; name the modules "
+                        f"(known defaults: {', '.join(sorted(LORA_TARGETS))})")
+    return LORA_TARGETS[kind]
+
+
+def add_lora(model, r: int = 8, alpha: int = 32, targets=None, dropout: float = 0.0, seed: int = 0):
+    """Wrap `model` with a peft LoRA adapter for causal LM (A drawn from `seed`); returns the PeftModel."""
     from peft import LoraConfig, TaskType, get_peft_model
 
-    cfg = LoraConfig(task_type=TaskType.CAUSAL_LM, r=r, lora_alpha=alpha,
-                     target_modules=list(targets), lora_dropout=dropout)
-    return get_peft_model(model, cfg)
+    targets = list(targets or default_targets(model))
+    cfg = LoraConfig(task_type=TaskType.CAUSAL_LM, r=r, lora_alpha=alpha, target_modules=targets,
+                     lora_dropout=dropout, fan_in_fan_out=model.config.model_type == "gpt2")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            return get_peft_model(model, cfg)
+        except ValueError as e:  # peft: "Target modules {...} not found in the base model"
+            raise E2WMError(f"lora.target_modules: {str(e).splitlines()[0]}") from None
 
 
-def _base_name(peft_name: str) -> str:
+def base_name(peft_name: str) -> str:
     """Map a PeftModel parameter name back to the base model's naming."""
     name = peft_name
     for prefix in ("base_model.model.",):
@@ -45,10 +174,16 @@ def lora_pairs(peft_model) -> list[tuple[str, torch.nn.Parameter, torch.nn.Param
         if not isinstance(mod, LoraLayer):
             continue
         for adapter in mod.lora_A:  # usually just "default"
-            base = _base_name(f"{mod_name}.weight")
+            base = base_name(f"{mod_name}.weight")
             out.append((base, mod.lora_A[adapter].weight, mod.lora_B[adapter].weight,
                         float(mod.scaling[adapter])))
     return sorted(out, key=lambda t: t[0])
+
+
+def fan_in_fan_out(peft_model) -> bool:
+    """True when the LoRA-wrapped weights are stored (in, out) (GPT-2's Conv1D), so ΔW = (B·A)ᵀ."""
+    cfg = getattr(peft_model, "peft_config", {}).get("default")
+    return bool(getattr(cfg, "fan_in_fan_out", False))
 
 
 def base_weight_names(peft_model, modules="lora-targets") -> list[str]:
@@ -56,5 +191,5 @@ def base_weight_names(peft_model, modules="lora-targets") -> list[str]:
     if modules == "lora-targets":
         return sorted({t[0] for t in lora_pairs(peft_model)})
     if modules == "all":
-        return sorted(_base_name(n) for n, _ in peft_model.named_parameters() if "lora_" not in n)
-    raise ValueError(f"modules must be 'lora-targets' or 'all', got {modules!r}")
+        return sorted(base_name(n) for n, _ in peft_model.named_parameters() if "lora_" not in n)
+    raise E2WMError(f"modules must be 'lora-targets' or 'all', got {modules!r}")

@@ -1,114 +1,61 @@
-"""Regularisers behind one interface: `reg = make_regularizer(kind, model, ...)`, then `loss + reg(batch)`.
+"""Regularisers: `ewc_lora`, `ewc`, `kl`, `none` (Table 2's columns are one `regularizer.kind` apart).
 
-* ``ewc_lora``: λ · Σ_layers Σ_jk F_jk (s · (B A)_jk)², s = alpha / r (plain sum, no ½).
-* ``ewc``:      λ · Σ_names Σ F ⊙ (θ − θ*)² for full fine-tuning (θ* frozen at construction).
-* ``kl``:       λ · KL(base ‖ tuned) of next-token distributions on a general-text batch, mean per token.
+* ``ewc_lora``: λ · Σ_layers Σ_jk F_jk (s · (B A)_jk)², s = alpha / r (plain sum, no ½, as E2WM).
+* ``ewc``:      λ · Σ_names Σ F ⊙ (θ − θ*)² for full fine-tuning (θ* = the weights at the start).
+* ``kl``:       λ · KL(base ‖ tuned) of next-token distributions on general text, mean per position.
 * ``none``:     0.
 
-ZeRO-3 (`world=(rank, world_size)`, `fisher` holding each rank's flat partition): rank r owns flat
-indices [r·pn, (r+1)·pn) of W (the last partition zero-padded, as DeepSpeed pads `ds_tensor`).
-Only the small A and B are materialised, by calling the LoRA `nn.Linear` modules themselves
-(`lora_A(I) = Aᵀ`, `lora_B(I) = Bᵀ`), so DeepSpeed's own module hooks gather them in forward and
-again in backward. Each rank computes ΔW on its rows only, multiplies by its Fisher slice, and the
-scalar is summed with an autograd-aware all_reduce (`_AllReduceSum`): its backward
-sums the upstream gradient over ranks (× world), which DeepSpeed's gradient averaging divides back,
-so `engine.backward(penalty)` yields exactly the single-process gradients of the full penalty.
+With replicated parameters (one process, ZeRO-0/1/2) a regulariser is a differentiable scalar added
+to the loss. Under ZeRO-3 the penalties are applied as explicit gradients instead (`add_grads`, after
+the step's last backward and before the optimizer step): each rank takes the rows of W that its
+Fisher partition covers (rank r owns flat indices [r·pn, (r+1)·pn), DeepSpeed's partitioning),
+computes the penalty and its gradient there in closed form, and adds them to its gradient partition.
+`ewc_lora` gathers only the small A and B for this (never the base weight, never an in×in matrix);
+`ewc` works on the fp32 master partition and its own Fisher slice, with no gather at all.
 """
 from __future__ import annotations
 
-from typing import Protocol
-
 import torch
-import torch.nn.functional as Fn
 
 from e2wm.errors import E2WMError
-from e2wm.train.model import lora_pairs
+from e2wm.train.model import fan_in_fan_out, lora_pairs
 
 KINDS = ("ewc_lora", "ewc", "kl", "none")
 
 
-class Regularizer(Protocol):
-    def __call__(self, batch=None) -> torch.Tensor:
-        """A differentiable scalar to add to the training loss."""
+def _factors(A: torch.Tensor, B: torch.Tensor, transposed: bool):
+    """(lhs, rhs) with W's layout = s · lhs @ rhs: B·A, or (B·A)ᵀ = Aᵀ·Bᵀ for fan-in-fan-out weights."""
+    return (A.t(), B.t()) if transposed else (B, A)
 
 
-def _is_zero3(p: torch.Tensor) -> bool:
-    return hasattr(p, "ds_id") and hasattr(p, "ds_tensor")
-
-
-def _full_shape(p: torch.Tensor) -> torch.Size:
-    return p.ds_shape if _is_zero3(p) else p.shape
-
-
-class _AllReduceSum(torch.autograd.Function):
-    """all_reduce(SUM) whose backward is all_reduce(SUM) of the upstream gradient (every rank gets d/dx_r)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        import torch.distributed as dist
-        out = x.detach().clone()
-        dist.all_reduce(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        import torch.distributed as dist
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)
-        return grad
+def lora_rows_penalty(A, B, s: float, F_flat, start: int, end: int, transposed: bool = False):
+    """Σ F (s·ΔW)² over flat indices [start, end) of ΔW, with F_flat[0:end-start] their Fisher values.
+    Differentiable in A and B; only the rows of ΔW that hold those indices are computed."""
+    lhs, rhs = _factors(A, B, transposed)
+    n_cols = rhs.shape[1]
+    if start >= end:
+        return (A.sum() + B.sum()) * 0.0
+    r0, r1 = start // n_cols, -(-end // n_cols)
+    dw = (s * (lhs[r0:r1] @ rhs)).reshape(-1)[start - r0 * n_cols:end - r0 * n_cols]
+    return (F_flat[:end - start].to(dw.dtype) * dw.pow(2)).sum()
 
 
 class EWCLoRA:
-    """λ · Σ F ⊙ (s·B·A)² over the LoRA pairs; full Fisher tensors, or per-rank partitions with `world`."""
+    """λ · Σ F ⊙ (s·B·A)² over the LoRA pairs, full Fisher tensors, replicated A and B (autograd)."""
 
-    def __init__(self, model, fisher: dict[str, torch.Tensor], lam: float = 1.0, world=None):
-        self.lam, self.world = lam, world
-        linears = {id(m.weight): m for m in model.modules() if isinstance(m, torch.nn.Linear)}
+    def __init__(self, model, fisher: dict[str, torch.Tensor], lam: float = 1.0):
+        self.lam, self.transposed = lam, fan_in_fan_out(model)
         self.pairs = []
         for name, A, B, s in lora_pairs(model):
             if name not in fisher:
                 raise E2WMError(f"ewc_lora: the Fisher has no entry for {name}")
-            self.pairs.append((name, linears[id(A)], linears[id(B)], s, fisher[name].detach()))
-
-    @staticmethod
-    def _factors(mod_a, mod_b):
-        """(A, B) in full shape, in the autograd graph of the real parameters (ZeRO-3 safe)."""
-        A, B = mod_a.weight, mod_b.weight
-        if not (_is_zero3(A) or _is_zero3(B)):
-            return A, B
-        r, n_in = _full_shape(A)
-        eye_in = torch.eye(n_in, dtype=A.ds_tensor.dtype, device=A.ds_tensor.device)
-        eye_r = torch.eye(r, dtype=B.ds_tensor.dtype, device=B.ds_tensor.device)
-        return mod_a(eye_in).t(), mod_b(eye_r).t()
-
-    def local(self) -> torch.Tensor:
-        """This rank's share of the penalty, before λ and before the sum over ranks."""
-        total = None
-        for name, mod_a, mod_b, s, F in self.pairs:
-            A, B = self._factors(mod_a, mod_b)
-            if self.world is None:
-                term = (F.to(A.dtype) * (s * (B @ A)).pow(2)).sum()
-            else:
-                rank, _ = self.world
-                n_out, n_in = B.shape[0], A.shape[1]
-                pn = F.numel()
-                start, end = rank * pn, min((rank + 1) * pn, n_out * n_in)
-                if start >= end:   # a rank holding padding only
-                    term = (A.sum() + B.sum()) * 0.0
-                else:
-                    r0, r1 = start // n_in, -(-end // n_in)
-                    dw = (s * (B[r0:r1] @ A)).reshape(-1)[start - r0 * n_in:end - r0 * n_in]
-                    term = (F[:end - start].to(dw.dtype) * dw.pow(2)).sum()
-            total = term if total is None else total + term
-        if total is None:
+            self.pairs.append((A, B, s, fisher[name].detach().reshape(-1)))
+        if not self.pairs:
             raise E2WMError("ewc_lora: the model has no LoRA layers")
-        return total
 
     def __call__(self, batch=None) -> torch.Tensor:
-        total = self.local()
-        if self.world is not None and self.world[1] > 1:
-            total = _AllReduceSum.apply(total)
-        return self.lam * total
+        return self.lam * sum(lora_rows_penalty(A, B, s, F, 0, F.numel(), self.transposed)
+                              for A, B, s, F in self.pairs)
 
 
 class EWC:
@@ -124,35 +71,40 @@ class EWC:
         self.terms = [(params[n], ref[n].detach().clone(), fisher[n].detach()) for n in sorted(fisher)]
 
     def __call__(self, batch=None) -> torch.Tensor:
-        return self.lam * sum((F * (p - star).pow(2)).sum() for p, star, F in self.terms)
+        return self.lam * sum((F * (p.float() - star.float()).pow(2)).sum() for p, star, F in self.terms)
 
 
 class KL:
-    """λ · mean over tokens of KL(base ‖ tuned); base = the adapter disabled, or a `reference` model."""
+    """λ · mean over positions of KL(base ‖ tuned); base = the adapter disabled, or a `reference` model.
+
+    `batch` holds input_ids (and attention_mask); `positions`, when given, is the denominator (the
+    whole step's count over all ranks, so any split of the batch gives the same gradient)."""
 
     def __init__(self, model, lam: float = 1.0, reference=None):
         if reference is None and not hasattr(model, "disable_adapter"):
             raise E2WMError("kl: pass reference= (a frozen base model) for a model without adapters")
         self.model, self.lam, self.reference = model, lam, reference
 
-    def __call__(self, batch=None) -> torch.Tensor:
+    def __call__(self, batch=None, positions: float | None = None, forward=None) -> torch.Tensor:
         if batch is None:
             raise E2WMError("kl: needs a batch of general text (input_ids)")
         if isinstance(batch, torch.Tensor):
             batch = {"input_ids": batch}
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask") if k in batch}
+        forward = forward or self.model
         with torch.no_grad():
             if self.reference is not None:
                 base = self.reference(**inputs).logits
             else:
                 with self.model.disable_adapter():
-                    base = self.model(**inputs).logits
-        tuned = self.model(**inputs).logits
+                    base = forward(**inputs).logits
+        tuned = forward(**inputs).logits
         logp_base, logp_tuned = base.float().log_softmax(-1), tuned.float().log_softmax(-1)
         kl = (logp_base.exp() * (logp_base - logp_tuned)).sum(-1)
         mask = inputs.get("attention_mask")
-        kl = kl.mean() if mask is None else (kl * mask).sum() / mask.sum().clamp_min(1)
-        return self.lam * kl
+        mask = torch.ones_like(kl) if mask is None else mask.to(kl.dtype)
+        denom = mask.sum().clamp_min(1) if positions is None else positions
+        return self.lam * (kl * mask).sum() / denom
 
 
 class NoRegularizer:
@@ -161,18 +113,101 @@ class NoRegularizer:
 
 
 def make_regularizer(kind: str, model, *, fisher: dict[str, torch.Tensor] | None = None, lam: float = 1.0,
-                     reference=None, world=None) -> Regularizer:
-    """Build the regulariser `kind` (one of KINDS) for `model`; see the module docstring for the forms."""
+                     reference=None):
+    """The autograd form of `kind` (one of KINDS) for replicated parameters; see the module docstring."""
     if kind not in KINDS:
         raise E2WMError(f"unknown regularizer {kind!r}; kinds: {', '.join(KINDS)}")
     if kind in ("ewc_lora", "ewc") and fisher is None:
         raise E2WMError(f"{kind}: needs fisher= (a dict of base-weight name -> Fisher)")
     if kind == "ewc_lora":
-        return EWCLoRA(model, fisher, lam, world)
+        return EWCLoRA(model, fisher, lam)
     if kind == "ewc":
-        if world is not None:
-            raise E2WMError("ewc: ZeRO-3 partitions are not supported for full fine-tuning; use full tensors")
         return EWC(model, fisher, lam, reference)
     if kind == "kl":
         return KL(model, lam, reference)
     return NoRegularizer()
+
+
+# ---------------------------------------------------------------- ZeRO-3: explicit gradients
+
+def _grad_scale(engine) -> float:
+    """fp16 gradients wait scaled by the loss scale until the optimizer step; bf16/fp32 are unscaled."""
+    return float(getattr(engine.optimizer, "loss_scale", 1.0)) if engine.fp16_enabled() else 1.0
+
+
+def _add_local_grad(param, full_grad: torch.Tensor, scale: float) -> None:
+    """Add this rank's partition of `full_grad` to `param`'s ZeRO-3 gradient partition."""
+    import torch.distributed as dist
+    from deepspeed.utils import safe_get_local_grad, safe_set_local_grad
+
+    pn = param.ds_tensor.numel()
+    flat = full_grad.reshape(-1)
+    start = dist.get_rank() * pn
+    part = torch.zeros(pn, dtype=torch.float32, device=flat.device)
+    piece = flat[start:start + pn]
+    part[:piece.numel()] = piece
+    safe_set_local_grad(param, safe_get_local_grad(param) + part * scale)
+
+
+class Zero3EWCLoRA:
+    """ewc_lora under ZeRO-3: `fisher` holds each weight's flat partition for this rank."""
+
+    def __init__(self, model, fisher: dict[str, torch.Tensor], lam: float):
+        import torch.distributed as dist
+        self.lam, self.transposed = lam, fan_in_fan_out(model)
+        self.rank = dist.get_rank()
+        self.pairs = []
+        for name, A, B, s in lora_pairs(model):
+            if name not in fisher:
+                raise E2WMError(f"ewc_lora: the Fisher has no entry for {name}")
+            self.pairs.append((A, B, s, fisher[name]))
+
+    def add_grads(self, engine) -> torch.Tensor:
+        """Add the penalty's gradient to A's and B's gradient partitions; returns the penalty."""
+        import deepspeed
+        import torch.distributed as dist
+
+        params = [p for A, B, *_ in self.pairs for p in (A, B)]
+        grads, total = [], torch.zeros((), dtype=torch.float32, device=engine.device)
+        with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
+            for A, B, s, F in self.pairs:
+                a = A.detach().float().requires_grad_(True)
+                b = B.detach().float().requires_grad_(True)
+                n_out, n_in = (a.shape[1], b.shape[0]) if self.transposed else (b.shape[0], a.shape[1])
+                pn, n = F.numel(), n_out * n_in
+                start, end = min(self.rank * pn, n), min((self.rank + 1) * pn, n)
+                local = self.lam * lora_rows_penalty(a, b, s, F, start, end, self.transposed)
+                ga, gb = torch.autograd.grad(local, (a, b))
+                grads.append((ga, gb))
+                total = total + local.detach()
+        flat = torch.cat([g.reshape(-1) for pair in grads for g in pair] + [total.reshape(1)])
+        dist.all_reduce(flat)   # the rows of W are split over ranks: their contributions add up
+        scale, offset = _grad_scale(engine), 0
+        for (A, B, *_), (ga, gb) in zip(self.pairs, grads):
+            for p, g in ((A, ga), (B, gb)):
+                _add_local_grad(p, flat[offset:offset + g.numel()].view_as(g), scale)
+                offset += g.numel()
+        return flat[-1]
+
+
+class Zero3EWC:
+    """ewc under ZeRO-3: F and θ* as this rank's flat partitions of the fp32 master weights."""
+
+    def __init__(self, params: dict[str, torch.nn.Parameter], fisher: dict[str, torch.Tensor], lam: float):
+        from deepspeed.utils import safe_get_local_fp32_param
+        self.lam = lam
+        self.terms = [(params[n], safe_get_local_fp32_param(params[n]).detach().clone(), fisher[n])
+                      for n in sorted(fisher)]
+
+    def add_grads(self, engine) -> torch.Tensor:
+        import torch.distributed as dist
+        from deepspeed.utils import safe_get_local_fp32_param, safe_get_local_grad, safe_set_local_grad
+
+        scale = _grad_scale(engine)
+        total = torch.zeros((), dtype=torch.float32, device=engine.device)
+        for p, star, F in self.terms:
+            diff = safe_get_local_fp32_param(p) - star
+            total += (F * diff.pow(2)).sum()
+            safe_set_local_grad(p, safe_get_local_grad(p) + (2 * self.lam * scale) * F * diff)
+        dist.all_reduce(total)
+        return self.lam * total

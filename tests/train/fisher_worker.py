@@ -1,4 +1,5 @@
-"""Run by tests under torchrun: several `e2wm fisher` runs (ZeRO stages, interrupt+resume) in one process group.
+"""Run by tests under torchrun: several `e2wm fisher` runs (ZeRO stages, interrupt + resume with another
+micro-batch) in one process group.
 
 usage: fisher_worker.py ROOT STAGES [fisher args...]; writes ROOT/z{stage}/ and ROOT/resume/.
 """
@@ -19,7 +20,8 @@ def main() -> int:
         raise SystemExit("stop-after did not interrupt the run")
     except FisherInterrupted:
         pass
-    main_fisher([*rest, "--zero-stage", "3", "--out", f"{root}/resume", "--checkpoint-every", "2"])
+    # resumed with another micro-batch: the checkpoint counts samples, so it continues where it stopped
+    main_fisher([*rest, "--zero-stage", "3", "--out", f"{root}/resume", "--checkpoint-every", "2", "--micro-batch", "3"])
     edist.shutdown()
     return 0
 

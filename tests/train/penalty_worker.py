@@ -1,10 +1,11 @@
 """2-rank worker for tests/train/test_regularizers.py: the ewc_lora penalty under DeepSpeed ZeRO-0/2/3.
 
-Run with `python -m torch.distributed.run --nproc_per_node 2 penalty_worker.py OUT.pt`. For each stage
-and each mode ("penalty": `engine.backward(penalty)`; "ce+penalty": the same plus the CE loss of one
-batch that both ranks share) it records the penalty value and the full A/B gradients
-(`deepspeed.utils.safe_get_full_grad`); rank 0 saves {(stage, mode): {"penalty", "grads"}} to OUT.pt.
-ZeRO-0/2 pass full Fisher tensors; ZeRO-3 passes each rank's flat partition with world=(rank, size).
+Run with `python -m torch.distributed.run --nproc_per_node 2 penalty_worker.py OUT.pt FISHER.safetensors`. For
+each stage and each mode ("penalty": the penalty alone; "ce+penalty": the same plus the CE loss of one batch
+that both ranks share) it records the penalty value and the full A/B gradients
+(`deepspeed.utils.safe_get_full_grad`); rank 0 saves {(stage, mode): {"penalty", "loss", "grads"}} to OUT.pt.
+The Fisher is read from the file as training reads it: whole at ZeRO-0/2 (autograd penalty), each rank's
+partition at ZeRO-3 (explicit gradients after the backward).
 """
 import os
 import sys
@@ -19,35 +20,30 @@ import deepspeed  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 from deepspeed.utils import safe_get_full_grad  # noqa: E402
 
-from e2wm.train.model import lora_pairs  # noqa: E402
-from e2wm.train.regularizers import make_regularizer  # noqa: E402
+from e2wm.train.fisher_io import read_for_params  # noqa: E402
+from e2wm.train.model import base_name, lora_pairs  # noqa: E402
+from e2wm.train.regularizers import Zero3EWCLoRA, make_regularizer  # noqa: E402
 
 
-def partition(F: torch.Tensor, rank: int, world: int) -> torch.Tensor:
-    pn = -(-F.numel() // world)
-    flat = torch.cat([F.reshape(-1), F.new_zeros(pn * world - F.numel())])
-    return flat[rank * pn:(rank + 1) * pn].clone()
-
-
-def run(stage: int, mode: str, rank: int, world: int) -> dict:
-    model, fisher, ids = make_case()
+def run(stage: int, mode: str, fisher_file: str) -> dict:
+    model, _, ids = make_case()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     cfg = {"train_micro_batch_size_per_gpu": ids.shape[0], "gradient_accumulation_steps": 1,
-           "zero_optimization": {"stage": stage}, "zero_allow_untested_optimizer": True,
-           "zero_force_ds_cpu_optimizer": False}
+           "zero_optimization": {"stage": stage}, "zero_allow_untested_optimizer": True}
     engine, *_ = deepspeed.initialize(model=model, optimizer=opt, config=cfg)
+    named = {base_name(n): p for n, p in engine.module.named_parameters() if "lora_" not in n}
+    fisher = read_for_params(fisher_file, {n: named[n] for n, *_ in lora_pairs(engine.module)}, engine.device)
+    ce = engine(input_ids=ids, labels=ids).loss
     if stage == 3:
-        fisher_arg, world_arg = {n: partition(F, rank, world) for n, F in fisher.items()}, (rank, world)
-        for (name, A, B, _), F in zip(lora_pairs(engine.module), fisher_arg.values()):
-            assert F.numel() == dict(engine.module.named_parameters())[
-                "base_model.model." + name.replace(".weight", ".base_layer.weight")].ds_tensor.numel()
+        reg = Zero3EWCLoRA(engine.module, fisher, lam=0.5)
+        loss = ce if mode == "ce+penalty" else ce * 0.0
+        engine.backward(loss)
+        penalty = reg.add_grads(engine)
+        loss = loss + penalty if mode == "ce+penalty" else penalty
     else:
-        fisher_arg, world_arg = fisher, None
-    reg = make_regularizer("ewc_lora", engine.module, fisher=fisher_arg, lam=0.5, world=world_arg)
-    loss = penalty = reg()
-    if mode == "ce+penalty":
-        loss = engine(input_ids=ids, labels=ids).loss + penalty
-    engine.backward(loss)
+        penalty = make_regularizer("ewc_lora", engine.module, fisher=fisher, lam=0.5)()
+        loss = ce + penalty if mode == "ce+penalty" else penalty
+        engine.backward(loss)
     grads = {name: (safe_get_full_grad(A).clone(), safe_get_full_grad(B).clone())
              for name, A, B, _ in lora_pairs(engine.module)}
     out = {"penalty": float(penalty.detach()), "loss": float(loss.detach()), "grads": grads}
@@ -57,10 +53,9 @@ def run(stage: int, mode: str, rank: int, world: int) -> dict:
 
 def main() -> None:
     deepspeed.init_distributed(dist_backend="gloo")
-    rank, world = dist.get_rank(), dist.get_world_size()
-    results = {(stage, mode): run(stage, mode, rank, world)
+    results = {(stage, mode): run(stage, mode, sys.argv[2])
                for stage in (0, 2, 3) for mode in ("penalty", "ce+penalty")}
-    if rank == 0:
+    if dist.get_rank() == 0:
         torch.save(results, sys.argv[1])
     dist.barrier()
     dist.destroy_process_group()

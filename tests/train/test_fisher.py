@@ -2,7 +2,6 @@
 import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,9 @@ from e2wm.train import dist as edist
 from e2wm.train.corpus import corpus_hash, load_texts
 from e2wm.train.fisher import (FisherInterrupted, compute_fisher, load_fisher, main_fisher, save_fisher,
                                shard_name)
-from e2wm.train.model import add_lora, tiny_causal_lm
+from e2wm.train.model import add_lora, byte_tokenizer, tiny_causal_lm
+
+TOK = byte_tokenizer()
 
 ARGS = ["--model", "tiny", "--corpus", "builtin:pydoc", "--max-samples", "9", "--max-length", "40",
         "--micro-batch", "2"]
@@ -30,8 +31,8 @@ def varied_texts(n=8):
 
 def test_micro_batch_4_equals_1():
     m = add_lora(tiny_causal_lm())
-    f1, m1 = compute_fisher(m, varied_texts(), max_length=64, micro_batch=1)
-    f4, m4 = compute_fisher(m, varied_texts(), max_length=64, micro_batch=4)
+    f1, m1 = compute_fisher(m, varied_texts(), TOK, max_length=64, micro_batch=1)
+    f4, m4 = compute_fisher(m, varied_texts(), TOK, max_length=64, micro_batch=4)
     assert rel(f4, f1) <= 1e-6
     assert m1["samples"] == m4["samples"] == "8" and m1["tokens"] == m4["tokens"]
     assert sorted(f1) == [f"model.layers.{i}.self_attn.{p}_proj.weight" for i in (0, 1) for p in "qv"]
@@ -40,16 +41,16 @@ def test_micro_batch_4_equals_1():
 
 def test_all_modules_and_plain_model():
     texts = varied_texts(3)
-    fa, _ = compute_fisher(add_lora(tiny_causal_lm()), texts, max_length=32, modules="all")
+    fa, _ = compute_fisher(add_lora(tiny_causal_lm()), texts, TOK, max_length=32, modules="all")
     assert set(fa) == {n for n, _ in tiny_causal_lm().named_parameters()}
-    fp, _ = compute_fisher(tiny_causal_lm(), texts, max_length=32)  # no LoRA: default q/v targets
-    fl, _ = compute_fisher(add_lora(tiny_causal_lm()), texts, max_length=32)
+    fp, _ = compute_fisher(tiny_causal_lm(), texts, TOK, max_length=32)  # no LoRA: default q/v targets
+    fl, _ = compute_fisher(add_lora(tiny_causal_lm()), texts, TOK, max_length=32)
     assert rel(fp, fl) <= 1e-6
 
 
 def test_storage_metadata_round_trip(tmp_path):
     texts = varied_texts(4)
-    f, meta = compute_fisher(add_lora(tiny_causal_lm()), texts, max_length=32, out_dir=tmp_path, model_name="tiny")
+    f, meta = compute_fisher(add_lora(tiny_causal_lm()), texts, TOK, max_length=32, out_dir=tmp_path, model_name="tiny")
     g, gm = load_fisher(tmp_path)
     assert rel(g, f) == 0.0 and gm == meta
     assert gm["corpus_sha256"] == corpus_hash(texts) and gm["modules"] == "lora-targets"
@@ -61,14 +62,39 @@ def test_storage_metadata_round_trip(tmp_path):
 
 def test_resume_equals_uninterrupted(tmp_path):
     texts = varied_texts(7)
-    ref, _ = compute_fisher(add_lora(tiny_causal_lm()), texts, max_length=48, micro_batch=2)
+    ref, _ = compute_fisher(add_lora(tiny_causal_lm()), texts, TOK, max_length=48, micro_batch=2)
     with pytest.raises(FisherInterrupted):
-        compute_fisher(add_lora(tiny_causal_lm()), texts, max_length=48, micro_batch=2,
+        compute_fisher(add_lora(tiny_causal_lm()), texts, TOK, max_length=48, micro_batch=2,
                        out_dir=tmp_path, checkpoint_every=2, stop_after=4)
-    assert json.loads((tmp_path / "checkpoint" / "state.json").read_text())["step"] == 2
-    got, meta = compute_fisher(add_lora(tiny_causal_lm()), texts, max_length=48, micro_batch=2,
+    assert json.loads((tmp_path / "checkpoint" / "state.json").read_text())["position"] == 4
+    got, meta = compute_fisher(add_lora(tiny_causal_lm()), texts, TOK, max_length=48, micro_batch=2,
                                out_dir=tmp_path, checkpoint_every=2)
     assert rel(got, ref) == 0.0 and meta["samples"] == "7"
+
+
+@pytest.mark.parametrize("first, second", [(2, 3), (4, 1)])
+def test_resume_with_another_micro_batch_continues_where_it_stopped(tmp_path, first, second):
+    """The checkpoint counts samples, not micro-batches: no sample is skipped or counted twice."""
+    texts = varied_texts(9)
+    ref, ref_meta = compute_fisher(add_lora(tiny_causal_lm()), texts, TOK, max_length=48, micro_batch=1)
+    with pytest.raises(FisherInterrupted):
+        compute_fisher(add_lora(tiny_causal_lm()), texts, TOK, max_length=48, micro_batch=first,
+                       out_dir=tmp_path, checkpoint_every=4, stop_after=4)
+    got, meta = compute_fisher(add_lora(tiny_causal_lm()), texts, TOK, max_length=48, micro_batch=second,
+                               out_dir=tmp_path, checkpoint_every=4)
+    assert (meta["samples"], meta["tokens"]) == (ref_meta["samples"], ref_meta["tokens"]) == ("9", ref_meta["tokens"])
+    assert rel(got, ref) <= 1e-6
+
+
+def test_corrupt_checkpoint_is_a_named_error(tmp_path):
+    texts = varied_texts(5)
+    with pytest.raises(FisherInterrupted):
+        compute_fisher(add_lora(tiny_causal_lm()), texts, TOK, max_length=32, out_dir=tmp_path,
+                       checkpoint_every=2, stop_after=2)
+    for f in (tmp_path / "checkpoint").glob("rank*.safetensors"):
+        f.write_bytes(b"garbage")
+    with pytest.raises(E2WMError, match="unreadable Fisher checkpoint"):
+        compute_fisher(add_lora(tiny_causal_lm()), texts, TOK, max_length=32, out_dir=tmp_path, checkpoint_every=2)
 
 
 def test_cli_single_process(tmp_path):
@@ -108,7 +134,7 @@ def two_rank_run(tmp_path_factory):
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
     texts = load_texts("builtin:pydoc", 9)
-    ref, _ = compute_fisher(add_lora(tiny_causal_lm()), texts, max_length=40, micro_batch=1)
+    ref, _ = compute_fisher(add_lora(tiny_causal_lm()), texts, TOK, max_length=40, micro_batch=1)
     return root, ref
 
 
@@ -138,8 +164,8 @@ def test_zero3_shards_hold_half(two_rank_run):
 
 
 @pytest.mark.slow
-def test_two_rank_resume_equals_uninterrupted(two_rank_run):
+def test_two_rank_resume_with_another_micro_batch_equals_uninterrupted(two_rank_run):
     root, _ = two_rank_run
-    a, _ = load_fisher(root / "resume")
+    a, meta = load_fisher(root / "resume")
     b, _ = load_fisher(root / "z3")
-    assert rel(a, b) == 0.0
+    assert rel(a, b) == 0.0 and meta["samples"] == "9"   # ZeRO-3: a forward per sample, so exactly equal

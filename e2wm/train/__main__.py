@@ -1,0 +1,44 @@
+"""`python -m e2wm.train --config FILE [--set section.key=value ...] [--resume STEP_DIR]`.
+
+Run it under a launcher for several ranks, e.g. `deepspeed --num_gpus 8 -m e2wm.train --config F`
+or `torchrun --nproc_per_node 8 -m e2wm.train --config F`; without one it is a single process.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from e2wm.errors import E2WMError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="e2wm train", description="Fine-tune a causal LM on e2wm tasks "
+                                 "(LoRA / EWC-LoRA / EWC / KL) under DeepSpeed.")
+    ap.add_argument("--config", default=None, help="YAML train config (default: the packaged preset)")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="override a config field (repeatable), e.g. --set optim.lr=1e-4")
+    ap.add_argument("--resume", default=None, help="a step directory (default: checkpoint.resume, i.e. auto)")
+    ap.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
+    return ap
+
+
+def main(argv=None) -> int:
+    from e2wm.train import dist as edist
+    from e2wm.train.config import load_train_config, validate
+    from e2wm.train.recipe import run
+
+    a = build_parser().parse_args(argv)
+    try:
+        cfg = load_train_config(a.config, a.set)
+        validate(cfg, edist.world_size())   # cheap: fails before any model or process group exists
+        run(cfg, a.resume)
+    except E2WMError as e:
+        if os.environ.get("RANK", "0") == "0":   # every rank fails alike; one line is enough
+            print(f"e2wm: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,167 @@
+"""Training checkpoints: `RUN/checkpoints/step-NNNNNNNN/`, visible only once complete (tmp dir -> rename).
+
+* LoRA runs store their small trainable state consolidated (`trainable.safetensors`: fp32 master
+  weights and AdamW moments, gathered with DeepSpeed's `safe_get_full_*`), so a checkpoint written on
+  N ranks at any ZeRO stage resumes on M ranks at any stage.
+* Full fine-tuning stores DeepSpeed's own partitioned checkpoint (`ds/`); it resumes on the same
+  world size (another one needs DeepSpeed's universal-checkpoint conversion, `ds_to_universal`).
+* `trainer_state.json` holds the step, the epoch, the world size that wrote it and the config's
+  trajectory hash. The sampler's position is the step itself and dropout is reseeded from
+  (seed, step, rank) every step, so no RNG state has to travel.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from e2wm.errors import E2WMError
+
+STATE = "trainer_state.json"
+TRAINABLE = "trainable.safetensors"
+MOMENTS = ("exp_avg", "exp_avg_sq")
+
+
+def step_dir(run_dir, step: int) -> Path:
+    return Path(run_dir) / "checkpoints" / f"step-{step:08d}"
+
+
+def latest(run_dir) -> Path | None:
+    """The newest complete step directory under RUN/checkpoints, or None."""
+    root = Path(run_dir) / "checkpoints"
+    done = sorted(p for p in root.glob("step-*") if (p / STATE).is_file()) if root.is_dir() else []
+    return done[-1] if done else None
+
+
+def read_state(path) -> dict:
+    p = Path(path) / STATE
+    try:
+        state = json.loads(p.read_text())
+        int(state["step"]), int(state["world_size"]), int(state["optimizer_steps"]), str(state["trajectory"]), str(state["data_sha256"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise E2WMError(f"{p}: not a readable e2wm checkpoint ({e.__class__.__name__}: {e})") from None
+    return state
+
+
+def _inner(engine):
+    """The torch optimizer under DeepSpeed's wrapper (ZeRO), or the optimizer itself (stage 0 fp32)."""
+    return getattr(engine.optimizer, "optimizer", engine.optimizer)
+
+
+def _is_wrapped(p) -> bool:
+    return hasattr(p, "ds_id") or hasattr(p, "_hp_mapping")
+
+
+def trainable(engine) -> dict[str, torch.nn.Parameter]:
+    return {n: p for n, p in engine.module.named_parameters() if p.requires_grad}
+
+
+def optimizer_step_count(engine) -> int:
+    states = [s for s in _inner(engine).state.values() if "step" in s]
+    return int(states[0]["step"]) if states else 0
+
+
+def gather_trainable(engine) -> dict[str, torch.Tensor]:
+    """{"param/NAME", "exp_avg/NAME", "exp_avg_sq/NAME": full fp32 tensor on CPU}; every rank must call."""
+    from deepspeed.utils import safe_get_full_fp32_param, safe_get_full_optimizer_state
+
+    inner, out = _inner(engine), {}
+    for name, p in trainable(engine).items():
+        if _is_wrapped(p):
+            out[f"param/{name}"] = safe_get_full_fp32_param(p)
+            for k in MOMENTS:
+                out[f"{k}/{name}"] = safe_get_full_optimizer_state(p, k)
+        else:
+            out[f"param/{name}"] = p.detach()
+            for k in MOMENTS:
+                out[f"{k}/{name}"] = inner.state[p][k] if k in inner.state.get(p, {}) else torch.zeros_like(p)
+    return {k: v.detach().float().cpu().clone() for k, v in out.items()}
+
+
+def save(engine, run_dir, step: int, state: dict, lora: bool, keep_last: int) -> Path:
+    """Write step `step` (every rank calls; rank 0 commits by renaming) and drop all but `keep_last`."""
+    import torch.distributed as dist
+
+    from e2wm.train.fisher_io import atomic_save
+
+    rank = dist.get_rank()
+    final = step_dir(run_dir, step)
+    tmp = final.with_name(f".tmp-{final.name}")
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    dist.barrier()
+    if lora:
+        tensors = gather_trainable(engine)
+        if rank == 0:
+            atomic_save(tensors, tmp / TRAINABLE, {})
+    else:
+        engine.save_checkpoint(str(tmp), tag="ds", save_latest=False)
+    dist.barrier()
+    if rank == 0:
+        (tmp / STATE).write_text(json.dumps({**state, "step": step, "optimizer_steps": optimizer_step_count(engine),
+                                             "lora": lora}, indent=1))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in sorted(final.parent.glob("step-*"))[:-keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+    dist.barrier()
+    return final
+
+
+def load_trainable(path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    f = Path(path) / TRAINABLE
+    try:
+        return load_file(str(f))
+    except (OSError, SafetensorError) as e:
+        raise E2WMError(f"{f}: unreadable checkpoint tensors ({e})") from None
+
+
+def load_params_into(model, tensors: dict[str, torch.Tensor], where) -> None:
+    """Copy saved trainable weights into the (not yet DeepSpeed-wrapped) model; names must match."""
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    saved = {k[6:] for k in tensors if k.startswith("param/")}
+    if saved != set(params):
+        extra, missing = sorted(saved - set(params)), sorted(set(params) - saved)
+        raise E2WMError(f"{where}: the checkpoint's trainable weights do not match this model "
+                        f"(missing {missing[:2]}, unexpected {extra[:2]})")
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(tensors[f"param/{n}"].to(p.dtype))
+
+
+def restore_optimizer(engine, tensors: dict[str, torch.Tensor], optimizer_steps: int, zero_loss) -> None:
+    """Put the saved fp32 weights and AdamW moments into DeepSpeed's (possibly partitioned) optimizer.
+
+    AdamW creates its state lazily, so one step with zero gradients and lr 0 (which changes no
+    weight) creates it first; `zero_loss()` returns a loss of value 0 from a real forward."""
+    from deepspeed.utils import safe_set_full_fp32_param, safe_set_full_optimizer_state
+
+    groups = engine.optimizer.param_groups
+    lrs = [g["lr"] for g in groups]
+    for g in groups:
+        g["lr"] = 0.0
+    engine.set_gradient_accumulation_boundary(True)
+    engine.backward(zero_loss())
+    engine.step()
+    for g, lr in zip(groups, lrs):
+        g["lr"] = lr
+    inner = _inner(engine)
+    for name, p in trainable(engine).items():
+        if _is_wrapped(p):
+            safe_set_full_fp32_param(p, tensors[f"param/{name}"].to(engine.device))
+            for k in MOMENTS:
+                safe_set_full_optimizer_state(p, tensors[f"{k}/{name}"].to(engine.device), k)
+        else:
+            for k in MOMENTS:
+                inner.state[p][k].copy_(tensors[f"{k}/{name}"])
+    for st in inner.state.values():
+        if "step" in st:
+            st["step"] = st["step"].fill_(optimizer_steps) if torch.is_tensor(st["step"]) else optimizer_steps
+    engine.global_steps = optimizer_steps

@@ -1,0 +1,104 @@
+"""DeepSpeed JSON from `ds_configs/` (or the user's file), with its "auto" values filled from the train config.
+
+The train config owns batch sizes, accumulation, precision and clipping: in the JSON these keys are
+"auto" or must agree with it. The global batch is fixed by the config, so a run resumed on another
+world size sees the same batches; gradient accumulation absorbs the difference.
+"""
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+from e2wm.errors import E2WMError
+
+NAMES = ("zero2", "zero3", "zero3_offload")
+
+
+def _read(spec: str) -> tuple[dict, str]:
+    if spec in NAMES:
+        text, where = resources.files("e2wm").joinpath("ds_configs", f"{spec}.json").read_text(), f"ds_configs/{spec}.json"
+    else:
+        p = Path(spec)
+        if not p.is_file():
+            raise E2WMError(f"deepspeed.config: {spec}: neither one of {', '.join(NAMES)} nor a JSON file")
+        text, where = p.read_text(), str(p)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise E2WMError(f"{where}:{e.lineno}:{e.colno}: malformed JSON: {e.msg}") from None
+    if not isinstance(data, dict):
+        raise E2WMError(f"{where}: expected a JSON object")
+    return data, where
+
+
+def _own(ds: dict, path: tuple[str, ...], value, field: str, where: str) -> None:
+    """Set a config-owned key: "auto" or absent takes `value`; anything else must equal it."""
+    node = ds
+    for p in path[:-1]:
+        node = node.setdefault(p, {})
+    cur = node.get(path[-1], "auto")
+    if cur != "auto" and cur != value:
+        raise E2WMError(f"{where}: {'.'.join(path)} is {cur!r} but {field} gives {value!r}; set it to \"auto\"")
+    node[path[-1]] = value
+
+
+def _unfilled(d, prefix="") -> list[str]:
+    out = []
+    for k, v in d.items():
+        if v == "auto":
+            out.append(prefix + k)
+        elif isinstance(v, dict):
+            out += _unfilled(v, f"{prefix}{k}.")
+    return out
+
+
+def zero_stage(ds: dict) -> int:
+    return int(ds.get("zero_optimization", {}).get("stage", 0))
+
+
+def offloads_optimizer(ds: dict) -> bool:
+    return ds.get("zero_optimization", {}).get("offload_optimizer", {}).get("device", "none") not in ("none", None)
+
+
+def deepspeed_config(cfg, world: int, hidden: int | None = None) -> dict:
+    """The DeepSpeed config dict for `cfg` on `world` ranks; `hidden` sizes ZeRO-3's "auto" buckets."""
+    from e2wm.train.config import gradient_accumulation
+
+    ds, where = _read(cfg.deepspeed.config)
+    zero = ds.setdefault("zero_optimization", {})
+    if not isinstance(zero, dict):
+        raise E2WMError(f"{where}: zero_optimization must be an object")
+    if cfg.deepspeed.zero_stage is not None:
+        zero["stage"] = cfg.deepspeed.zero_stage
+    stage = zero.get("stage", 0)
+    if stage not in (0, 1, 2, 3):
+        raise E2WMError(f"{where}: zero_optimization.stage: must be 0, 1, 2 or 3, got {stage!r}")
+    o = cfg.optim
+    gas = gradient_accumulation(cfg, world)
+    _own(ds, ("train_batch_size",), o.global_batch_size, "optim.global_batch_size", where)
+    _own(ds, ("train_micro_batch_size_per_gpu",), o.micro_batch_size, "optim.micro_batch_size", where)
+    _own(ds, ("gradient_accumulation_steps",), gas, "optim.global_batch_size / (world × micro)", where)
+    _own(ds, ("gradient_clipping",), o.grad_clip, "optim.grad_clip", where)
+    _own(ds, ("bf16", "enabled"), o.precision == "bf16", "optim.precision", where)
+    _own(ds, ("fp16", "enabled"), o.precision == "fp16", "optim.precision", where)
+    if o.precision != "fp32" and stage == 0:
+        # stage 0's mixed-precision wrapper keeps the fp32 master weights where no checkpoint can reach them
+        raise E2WMError(f"deepspeed.zero_stage: optim.precision {o.precision} needs ZeRO stage 1, 2 or 3")
+    buckets = {"reduce_bucket_size": 1.0, "allgather_bucket_size": 1.0, "stage3_prefetch_bucket_size": 0.9}
+    for key, share in buckets.items():
+        if zero.get(key) == "auto":
+            if hidden is None:
+                zero.pop(key)   # DeepSpeed's default
+            else:
+                zero[key] = int(share * hidden * hidden)
+    if zero.get("stage3_param_persistence_threshold") == "auto":
+        if hidden is None:
+            zero.pop("stage3_param_persistence_threshold")
+        else:
+            zero["stage3_param_persistence_threshold"] = 10 * hidden
+    ds.setdefault("zero_allow_untested_optimizer", True)
+    left = _unfilled(ds)
+    if left:
+        raise E2WMError(f"{where}: no train-config field fills {', '.join(left)}; give a value")
+    return ds

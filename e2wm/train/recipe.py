@@ -1,0 +1,328 @@
+"""The training recipe (torchtune's lifecycle): setup -> train -> save -> export -> cleanup.
+
+One process (`e2wm train`), or one per rank under `deepspeed` / `torchrun` (`python -m e2wm.train`).
+Each optimizer step takes one global batch (same rows on any world size), splits it into
+world × accumulation micro-batches, and minimises E2WM's weighted answer loss plus the configured
+regulariser; see `objective`, `data` and `regularizers` for the parts.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from e2wm.errors import E2WMError
+from e2wm.train import checkpoint as ckpt
+from e2wm.train import dist as edist
+from e2wm.train.config import TrainConfig, gradient_accumulation
+from e2wm.train.data import GeneralText, GlobalBatches, collate, deal, encode_rows, read_rows
+from e2wm.train.ds_config import deepspeed_config, offloads_optimizer, zero_stage
+from e2wm.train.export import RUN_INFO, export
+from e2wm.train.metrics import Logger, count_params, flops_per_token, peak_flops
+from e2wm.train.model import add_lora, base_name, fan_in_fan_out, lora_pairs, load_model, load_tokenizer, model_config
+from e2wm.train.objective import weighted_token_loss
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
+    """The learning rate of 0-based step `step` (HF's schedules: warmup, then linear/cosine/constant)."""
+    o = cfg.optim
+    if step < o.warmup_steps:
+        return o.lr * (step + 1) / o.warmup_steps
+    progress = (step - o.warmup_steps) / max(1, total - o.warmup_steps)
+    if o.schedule == "linear":
+        return o.lr * max(0.0, 1.0 - progress)
+    if o.schedule == "cosine":
+        return o.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return o.lr
+
+
+class Recipe:
+    def __init__(self, cfg: TrainConfig, resume: str | None = None):
+        self.cfg, self.resume_arg = cfg, resume
+        self.out = Path(cfg.out)
+
+    # ------------------------------------------------------------ setup
+
+    def setup(self) -> None:
+        import torch.distributed as dist
+
+        cfg = self.cfg
+        self.own_group = not dist.is_initialized()   # a caller that set up the group keeps it
+        self.rank, self.world = edist.init_distributed()
+        self.device = edist.device()
+        self.gas = gradient_accumulation(cfg, self.world)
+        self.resume_dir, state = self._find_resume()
+        self.tokenizer = load_tokenizer(cfg.model.name_or_path, cfg.model.trust_remote_code)
+        truncated = self._load_data(state)
+        self.total = cfg.optim.max_steps or cfg.optim.epochs * self.batches.steps_per_epoch
+        self.start = state["step"] if state else 0
+        saved = self._build_engine()
+        self.reg, self.general = self._regularizer(), None
+        if cfg.regularizer.kind == "kl":
+            from e2wm.train.corpus import load_texts
+            self.general = GeneralText(load_texts(cfg.regularizer.corpus), self.tokenizer,
+                                       cfg.regularizer.kl_max_length, cfg.regularizer.kl_batch_size)
+        if self.resume_dir is not None:   # after the regulariser took θ* from the pretrained weights
+            if cfg.lora.enabled:
+                ckpt.restore_optimizer(self.engine, saved, state["optimizer_steps"], self._zero_loss)
+            else:
+                self._load_full_checkpoint(state)
+        self.logger = Logger(self.out, cfg, self.total, self.start, self.rank)
+        if self.rank == 0:
+            self._describe_run(truncated)
+
+    def _load_data(self, state) -> int:
+        """Rows -> examples and the batch schedule; returns how many rows were truncated."""
+        cfg = self.cfg
+        rows = read_rows(cfg.data.path)
+        self.data_hash = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
+        if state and state["data_sha256"] != self.data_hash:
+            raise E2WMError(f"{self.resume_dir}: data.path {cfg.data.path} holds other rows than when this run "
+                            f"started; use another `out`, or --set checkpoint.resume=never to start over")
+        self.examples, self.tasks, truncated = encode_rows(rows, self.tokenizer, cfg.data.max_length,
+                                                           cfg.data.task_weights)
+        self.lengths = [len(e.ids) for e in self.examples]
+        self.batches = GlobalBatches(self.lengths, cfg.optim.global_batch_size, cfg.seed, cfg.data.group_batches)
+        return truncated
+
+    def _build_engine(self):
+        """Model (+ LoRA) -> DeepSpeed engine; returns the resumed trainable tensors of a LoRA run, if any."""
+        import deepspeed
+
+        cfg = self.cfg
+        mcfg = model_config(cfg.model.name_or_path, cfg.model.trust_remote_code)
+        self.ds = deepspeed_config(cfg, self.world, hidden=mcfg.hidden_size)
+        self.stage = zero_stage(self.ds)
+        self._hf_ds = None
+        if self.stage == 3 and cfg.model.name_or_path != "tiny":
+            from transformers.integrations import HfDeepSpeedConfig
+            self._hf_ds = HfDeepSpeedConfig(self.ds)   # must stay alive: weights load partitioned
+        model = load_model(cfg.model.name_or_path, DTYPES[cfg.optim.precision], cfg.model.trust_remote_code)
+        self.partitioned_load = all(hasattr(p, "ds_id") for p in model.parameters())
+        self.n_params, self.n_embedding = count_params(model)
+        if cfg.model.gradient_checkpointing:
+            # reentrant: ZeRO-3 frees gathered weights before the recompute, which the
+            # non-reentrant variant's metadata check rejects (transformers #47254)
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+            model.config.use_cache = False
+            model.enable_input_require_grads()
+        lo, saved = cfg.lora, None
+        if lo.enabled:
+            model = add_lora(model, lo.r, lo.alpha, lo.target_modules or None, lo.dropout, cfg.seed)
+            if self.resume_dir is not None:   # into the model before DeepSpeed copies it
+                saved = ckpt.load_trainable(self.resume_dir)
+                ckpt.load_params_into(model, saved, self.resume_dir)
+        else:
+            model.requires_grad_(True)
+        self.engine, *_ = deepspeed.initialize(model=model, optimizer=self._optimizer(model), config=self.ds)
+        self.engine.train()
+        return saved
+
+    def _find_resume(self):
+        how = self.resume_arg or self.cfg.checkpoint.resume
+        if how == "never":
+            return None, None
+        path = ckpt.latest(self.out) if how == "auto" else Path(how)
+        if path is None:
+            return None, None
+        state = ckpt.read_state(path)
+        if state["trajectory"] != self.cfg.trajectory_hash():
+            raise E2WMError(f"{path}: checkpoint of a run with another model, data, optimizer, regulariser or "
+                            f"seed; use another `out`, or --set checkpoint.resume=never to start over")
+        return path, state
+
+    def _optimizer(self, model):
+        o = self.cfg.optim
+        params = [p for p in model.parameters() if p.requires_grad]
+        if offloads_optimizer(self.ds):
+            from deepspeed.ops.adam import DeepSpeedCPUAdam
+            return DeepSpeedCPUAdam(params, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
+        return torch.optim.AdamW(params, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay,
+                                 fused=self.device.type == "cuda")
+
+    def _regularizer(self):
+        from e2wm.train import regularizers as R
+        from e2wm.train.fisher_io import read_for_params
+
+        r, module = self.cfg.regularizer, self.engine.module
+        if r.kind in ("none", "kl"):
+            return R.make_regularizer(r.kind, module, lam=r.lam)
+        named = {base_name(n): p for n, p in module.named_parameters() if "lora_" not in n}
+        if r.kind == "ewc_lora":
+            params = {name: named[name] for name, *_ in lora_pairs(module)}
+        else:
+            from safetensors import safe_open
+            from e2wm.train.fisher_io import fisher_path
+            with safe_open(str(fisher_path(r.fisher)), framework="pt") as fh:
+                missing = sorted(set(fh.keys()) - set(named))
+                params = {k: named[k] for k in fh.keys() if k in named}
+            if missing:
+                raise E2WMError(f"regularizer.fisher: {r.fisher} covers {missing[0]}, which this model lacks")
+        fisher = read_for_params(r.fisher, params, self.device)
+        if self.stage == 3:
+            return R.Zero3EWCLoRA(module, fisher, r.lam) if r.kind == "ewc_lora" else R.Zero3EWC(params, fisher, r.lam)
+        return R.make_regularizer(r.kind, module, fisher=fisher, lam=r.lam)
+
+    def _load_full_checkpoint(self, state: dict) -> None:
+        if state["world_size"] != self.world:
+            raise E2WMError(f"{self.resume_dir}: a full fine-tuning checkpoint from {state['world_size']} ranks "
+                            f"resumes on {state['world_size']} ranks only (this run has {self.world}); convert it "
+                            f"with DeepSpeed's ds_to_universal first")
+        self.engine.load_checkpoint(str(self.resume_dir), tag="ds", load_lr_scheduler_states=False)
+
+    def _zero_loss(self):
+        ids = torch.full((1, 2), self.tokenizer.pad_token_id, dtype=torch.long, device=self.device)
+        return self.engine(input_ids=ids).logits.float().sum() * 0.0
+
+    def _describe_run(self, truncated: int) -> None:
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        module = self.engine.module
+        info = {"base_model": cfg.model.name_or_path, "lora": cfg.lora.enabled, "tasks": self.tasks,
+                "world_size": self.world, "zero_stage": self.stage, "partitioned_load": self.partitioned_load}
+        if cfg.lora.enabled:
+            targets = sorted({name.rsplit(".", 2)[-2] for name, *_ in lora_pairs(module)})
+            info["lora_config"] = {"r": cfg.lora.r, "alpha": cfg.lora.alpha, "dropout": cfg.lora.dropout,
+                                   "target_modules": targets, "fan_in_fan_out": fan_in_fan_out(module)}
+        (self.out / RUN_INFO).write_text(json.dumps(info, indent=1))
+        self.tokenizer.save_pretrained(str(self.out / "tokenizer"))
+        getattr(module, "base_model", module).config.save_pretrained(str(self.out / "base_config"))
+        trainable = sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel()
+                        for p in module.parameters() if p.requires_grad)
+        self.logger.print(
+            f"e2wm train: {cfg.model.name_or_path} ({self.n_params:,} parameters, {trainable:,} "
+            f"trainable), {len(self.examples)} rows in {len(self.tasks)} tasks ({truncated} truncated to "
+            f"{cfg.data.max_length} tokens), {self.world} rank(s) × {self.gas} micro-batch(es) of "
+            f"{cfg.optim.micro_batch_size} = {cfg.optim.global_batch_size} rows per step, ZeRO-{self.stage}, "
+            f"{cfg.optim.precision} on {self.device.type}, regularizer {cfg.regularizer.kind}; steps {self.start + 1}..{self.total}"
+            + (f" (resumed from {self.resume_dir})" if self.resume_dir else ""))
+
+    # ------------------------------------------------------------ train
+
+    def _penalty(self, step: int):
+        """(term for the first micro-batch's loss, this rank's share of the value) of the autograd forms.
+
+        The gradient of `term` is averaged over ranks by DeepSpeed and divided by the accumulation,
+        hence the factors: replicated penalties are whole on every rank, a KL batch is split."""
+        kind, world, gas = self.cfg.regularizer.kind, self.world, self.gas
+        if kind == "none" or self.stage == 3 and kind in ("ewc_lora", "ewc"):
+            return None, 0.0
+        if kind == "kl":
+            rows, positions = self.general.rows(step, self.rank, world)
+            batch = collate([_as_example(r) for r in rows], self.tokenizer.pad_token_id, 1, self.device)
+            local = self.reg(batch, positions=positions, forward=self.engine) * (1.0 if rows else 0.0)
+            return local * (world * gas), local.detach()
+        term = self.reg()
+        return term * gas, term.detach() / world
+
+    def train(self) -> None:
+        import torch.distributed as dist
+
+        cfg, engine, world, gas = self.cfg, self.engine, self.world, self.gas
+        micro, n_tasks = cfg.optim.micro_batch_size, len(self.tasks)
+        seq = sum(self.lengths) / len(self.lengths)
+        flops = flops_per_token(engine.module.config, self.n_params, self.n_embedding, seq, not cfg.lora.enabled)
+        peak = peak_flops(cfg.logging.peak_tflops)
+        for step in range(self.start, self.total):
+            t0 = time.perf_counter()
+            epoch, rows = self.batches.batch(step)
+            slots = deal(rows, self.lengths, micro, world, gas)
+            answer = max(1, sum(self.examples[i].answer_tokens for i in rows))
+            lr = lr_at(cfg, step, self.total)
+            for g in engine.optimizer.param_groups:
+                g["lr"] = lr
+            # dropout masks from (seed, step, rank): a resumed run draws the same ones, with no RNG state saved
+            torch.manual_seed(int(np.random.SeedSequence([cfg.seed, step, self.rank]).generate_state(1)[0]))
+            # [Σ w·ℓ, penalty share, per-task Σ ℓ, per-task token counts], summed over ranks below
+            stats = torch.zeros(2 + 2 * n_tasks, dtype=torch.float64, device=self.device)
+            for m in range(gas):
+                batch = collate([self.examples[i] for i in slots[m * world + self.rank]],
+                                self.tokenizer.pad_token_id, cfg.data.pad_to_multiple_of, self.device)
+                engine.set_gradient_accumulation_boundary(m == gas - 1)
+                logits = engine(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                wsum, per_task, counts = weighted_token_loss(logits, batch, n_tasks)
+                loss = wsum * (world * gas / answer)
+                if m == 0:
+                    term, share = self._penalty(step)
+                    stats[1] += float(share)
+                    if term is not None:
+                        loss = loss + term
+                engine.backward(loss)
+                if m == gas - 1 and hasattr(self.reg, "add_grads"):   # ZeRO-3 penalties: explicit gradients
+                    stats[1] += float(self.reg.add_grads(engine)) / world
+                engine.step()
+                stats[0] += float(wsum.detach())
+                stats[2:2 + n_tasks] += per_task.double()
+                stats[2 + n_tasks:] += counts.double()
+            dist.all_reduce(stats)
+            dt = time.perf_counter() - t0
+            tokens = sum(self.lengths[i] for i in rows)
+            row = {"step": step + 1, "epoch": epoch, "loss": float(stats[0]) / answer, "lr": lr,
+                   "penalty": float(stats[1]) if cfg.regularizer.kind != "none" else None,
+                   "grad_norm": _float(engine.get_global_grad_norm()), "tokens": tokens,
+                   "tokens_per_s": tokens / dt, "mfu": tokens / dt * flops / (world * peak) if peak else None}
+            for t, name in enumerate(self.tasks):
+                if stats[2 + n_tasks + t]:
+                    row[f"loss_{name}"] = float(stats[2 + t] / stats[2 + n_tasks + t])
+            self.logger.step(row)
+            done = step + 1
+            if cfg.checkpoint.every and done % cfg.checkpoint.every == 0 and done < self.total:
+                self.save(done)
+            if done == cfg.checkpoint.kill_at_step:
+                os.kill(os.getpid(), signal.SIGKILL)   # fault injection: as if the node died here
+
+    # ------------------------------------------------------------ save, export, cleanup
+
+    def save(self, step: int) -> Path:
+        return ckpt.save(self.engine, self.out, step,
+                         {"epoch": step // self.batches.steps_per_epoch, "world_size": self.world,
+                          "data_sha256": self.data_hash,
+                          "trajectory": self.cfg.trajectory_hash(), "config": self.cfg.to_dict()},
+                         self.cfg.lora.enabled, self.cfg.checkpoint.keep_last)
+
+    def export(self) -> Path:
+        import torch.distributed as dist
+        final = self.save(self.total)
+        # no more partitioned loading: a model built by the export (rank 0 only) must not join collectives
+        self._hf_ds = None
+        target = self.out / ("adapter" if self.cfg.lora.enabled else "model")
+        if self.rank == 0:
+            export(final, target)
+            self.logger.print(f"wrote {target} (from {final})")
+        dist.barrier()
+        return target
+
+    def cleanup(self) -> None:
+        self.logger.close()
+        edist.shutdown(self.engine, destroy_group=self.own_group)
+
+
+def _as_example(ids: list[int]):
+    from e2wm.train.data import Example
+    return Example(tuple(ids), len(ids), 1.0, 0)
+
+
+def _float(x):
+    return None if x is None else float(x)
+
+
+def run(cfg: TrainConfig, resume: str | None = None) -> Path:
+    """setup -> train -> save -> export -> cleanup; returns the adapter (or model) directory."""
+    recipe = Recipe(cfg, resume)
+    recipe.setup()
+    try:
+        recipe.train()
+        return recipe.export()
+    finally:
+        recipe.cleanup()

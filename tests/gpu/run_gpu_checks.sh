@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The device checks in one go, for a machine with NVIDIA GPUs: the `gpu` tests, then the GPU benchmarks
+# (bf16 tokens/s, peak memory and MFU of a GPT-Neo-1.3B-shaped model built from its config, ZeRO-2 and ZeRO-3).
+# usage: tests/gpu/run_gpu_checks.sh [OUT_DIR]        (writes OUT_DIR/gpu_tests.log and OUT_DIR/bench_*.json)
+set -uo pipefail
+out=${1:-out/gpu}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$out/gpus.txt"
+python -m pytest -q -m gpu tests/gpu -p no:cacheprovider 2>&1 | tee "$out/gpu_tests.log"
+for stage in 2 3; do
+  python -m e2wm.cli bench train --model shape:gpt-neo-1.3b --precision bf16 --zero-stage "$stage" \
+      --rows 160 --steps 4 --global-batch 16 --micro-batch 4 2>&1 | tail -2 | tee "$out/bench_train_z$stage.txt"
+done

@@ -1,0 +1,120 @@
+"""Training data: rows in, answer masks from one tokenisation, truncation, length-grouped global batches."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from e2wm.errors import E2WMError
+from e2wm.train.data import Example, GlobalBatches, collate, deal, encode_rows, read_rows
+from e2wm.train.model import byte_tokenizer
+
+
+def _bpe_tokenizer(bos: bool):
+    """A small byte-level BPE trained here, whose merges cross the prompt/answer joint (" Walk")."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    tk.train_from_iterator(["Q: How to cook?\nA: Walk to kitchen. Walk to stove.\n"] * 50,
+                           trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "</s>", "<pad>"],
+                                               initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    if bos:
+        tk.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 0)])
+    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+
+
+ROW = {"task": "plan_generation", "input": "Q: How to cook?\nA:", "ref": "Walk to kitchen. Walk to stove.",
+       "weight": 1.0}
+
+
+@pytest.mark.parametrize("tok", [byte_tokenizer(), _bpe_tokenizer(False), _bpe_tokenizer(True)],
+                         ids=["bytes", "bpe", "bpe+bos"])
+def test_answer_tokens_are_exactly_the_ref(tok):
+    (ex,), tasks, truncated = encode_rows([ROW], tok, 800)
+    assert tasks == ["plan_generation"] and truncated == 0
+    assert tok.decode(ex.ids[ex.answer_start:]) == " " + ROW["ref"] + "\n"       # E2WM: f"{input} {ref}\n"
+    assert tok.decode(ex.ids[:ex.answer_start], skip_special_tokens=True) == ROW["input"]
+    assert ex.answer_tokens == len(ex.ids) - ex.answer_start > 0
+
+
+def test_long_rows_keep_the_answer_and_the_bos_and_lose_the_start_of_the_prompt():
+    tok = _bpe_tokenizer(True)
+    row = dict(ROW, input="filler words " * 40 + ROW["input"])
+    (full,), _, _ = encode_rows([row], tok, 10_000)
+    (cut,), _, truncated = encode_rows([row], tok, 24)
+    assert truncated == 1 and len(cut.ids) == 24 and cut.ids[0] == tok.bos_token_id
+    n_answer = len(full.ids) - full.answer_start
+    assert cut.ids[-n_answer:] == full.ids[-n_answer:] and cut.answer_start == 24 - n_answer
+    assert cut.ids[1:cut.answer_start] == full.ids[full.answer_start - (cut.answer_start - 1):full.answer_start]
+
+
+def test_task_weights_override_and_zero_weight_rows_count_no_answer_tokens():
+    rows = [ROW, dict(ROW, task="counting", weight=0.7)]
+    (a, b), tasks, _ = encode_rows(rows, byte_tokenizer(), 800, {"plan_generation": 0.0})
+    assert (a.weight, b.weight) == (0.0, 0.7) and a.answer_tokens == 0 and b.answer_tokens > 0
+    assert tasks == ["counting", "plan_generation"] and (a.task, b.task) == (1, 0)
+
+
+def test_read_rows_from_build_data_jsonl_files_and_errors(tmp_path, built_dataset):
+    rows = read_rows(str(built_dataset))
+    assert {r["task"] for r in rows} == {"plan_generation", "activity_recognition", "counting", "object_path"}
+    assert {r["weight"] for r in rows if r["task"] == "activity_recognition"} == {0.7}
+    d = tmp_path / "rows"
+    d.mkdir()
+    (d / "counting.jsonl").write_text(json.dumps({"input": "a", "ref": "b"}) + "\n")
+    (d / "plans.jsonl").write_text(json.dumps({"input": "c", "ref": "d", "task": "plan", "weight": 2}) + "\n\n")
+    assert [(r["task"], r["weight"]) for r in read_rows(str(d))] == [("counting", 1.0), ("plan", 2.0)]
+    bad = tmp_path / "bad.jsonl"
+    for text, message in (('{"input": "a"}\n', r"bad.jsonl:1: row lacks a string \"ref\""),
+                          ('{"input": "a", "ref": "b"}\n{oops\n', r"bad.jsonl:2: invalid JSON"),
+                          ('{"input": "a", "ref": "b", "weight": -1}\n', r"bad.jsonl:1: \"weight\""),
+                          ("", r"no training rows")):
+        bad.write_text(text)
+        with pytest.raises(E2WMError, match=message):
+            read_rows(str(bad))
+    with pytest.raises(E2WMError, match="data.path"):
+        read_rows(str(tmp_path / "missing"))
+
+
+def test_global_batches_cover_each_row_once_per_epoch_and_are_a_function_of_seed_and_step():
+    lengths = list(np.random.default_rng(0).integers(5, 500, size=103))
+    a, b = GlobalBatches(lengths, 10, seed=7, group_batches=3), GlobalBatches(lengths, 10, seed=7, group_batches=3)
+    assert a.steps_per_epoch == 11
+    for epoch in range(2):
+        rows = [a.batch(epoch * 11 + s)[1] for s in range(11)]
+        assert sorted(np.concatenate(rows).tolist()) == list(range(103))
+        assert all(a.batch(epoch * 11 + s)[0] == epoch for s in range(11))
+    assert all(np.array_equal(a.batch(s)[1], b.batch(s)[1]) for s in reversed(range(22)))   # any order
+    assert not np.array_equal(a.batch(0)[1], GlobalBatches(lengths, 10, seed=8).batch(0)[1])
+    assert {len(a.batch(s)[1]) for s in range(11)} == {10, 3}
+
+
+def test_length_grouping_cuts_padding():
+    lengths = np.random.default_rng(1).integers(10, 800, size=400)
+    grouped = GlobalBatches(list(lengths), 16, seed=0, group_batches=16)
+    random = GlobalBatches(list(lengths), 16, seed=0, group_batches=1)
+
+    def padded(g):
+        return sum(len(b) * lengths[b].max() for b in g.epoch_batches(0))
+    assert padded(grouped) < 0.7 * padded(random)
+
+
+def test_deal_gives_every_row_one_slot_longest_first():
+    lengths = [5, 50, 20, 40, 10, 30, 60]
+    slots = deal(np.arange(7), lengths, micro=2, world=2, accumulation=2)
+    assert len(slots) == 4 and sorted(sum(slots, [])) == list(range(7))
+    assert slots[0] == [6, 1] and slots[3] == [0]             # slot m * world + r; the short batch ends early
+    assert deal(np.arange(3), lengths, micro=2, world=2, accumulation=2)[2:] == [[], []]
+
+
+def test_collate_weights_answers_only_and_fills_empty_slots():
+    ex = [Example((1, 2, 3, 4, 5), 3, 0.5, 1), Example((6, 7), 1, 1.0, 0)]
+    b = collate(ex, pad_id=0, multiple=8, device="cpu")
+    assert b["input_ids"].shape == (2, 8) and b["attention_mask"].sum() == 7
+    assert b["weights"][0].tolist() == [0, 0, 0, 0.5, 0.5, 0, 0, 0] and b["weights"][1, 1] == 1.0
+    filler = collate([], pad_id=0, multiple=1, device="cpu")
+    assert filler["input_ids"].shape == (1, 2) and not filler["weights"].any()
+    assert b["tasks"][0, 0] == 1 and b["input_ids"].dtype == torch.long
