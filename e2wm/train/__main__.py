@@ -29,16 +29,33 @@ def main(argv=None) -> int:
     from e2wm.train.recipe import run
 
     a = build_parser().parse_args(argv)
-    try:
+
+    def train():
         cfg = load_train_config(a.config, a.set)
         validate(cfg, edist.world_size())   # cheap: fails before any model or process group exists
         run(cfg, a.resume)
+        return 0
+    return guarded(train)
+
+
+def guarded(entry) -> int:
+    """`entry()`'s exit code; bad input (E2WMError) is one line on rank 0 and exit code 2."""
+    try:
+        return entry() or 0
     except E2WMError as e:
         if os.environ.get("RANK", "0") == "0":   # every rank fails alike; one line is enough
             print(f"e2wm: error: {e}", file=sys.stderr)
         return 2
-    return 0
+
+
+def exit_now(code: int) -> None:
+    """Leave without the interpreter's teardown. Every file is written and the process group is gone by
+    now, but C++ threads of torch.distributed / DeepSpeed can still abort a ZeRO-3 rank while Python
+    unwinds ("terminate called without an active exception"), turning a finished run into a failed one."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_now(main())

@@ -161,16 +161,17 @@ def collate(examples: list[Example], pad_id: int, multiple: int, device) -> dict
     width = max(len(e.ids) for e in examples)
     width = -(-width // multiple) * multiple
     n = len(examples)
-    ids = torch.full((n, width), pad_id, dtype=torch.long)
-    mask = torch.zeros((n, width), dtype=torch.long)
-    weights = torch.zeros((n, width), dtype=torch.float32)
-    tasks = torch.zeros((n, width), dtype=torch.long)
+    # built in host memory, then one copy per tensor to the device
+    ids = np.full((n, width), pad_id, dtype=np.int64)
+    mask = np.zeros((n, width), dtype=np.int64)
+    weights = np.zeros((n, width), dtype=np.float32)
+    tasks = np.zeros((n, width), dtype=np.int64)
     for i, e in enumerate(examples):
-        ids[i, :len(e.ids)] = torch.tensor(e.ids, dtype=torch.long)
+        ids[i, :len(e.ids)] = e.ids
         mask[i, :len(e.ids)] = 1
         weights[i, e.answer_start:len(e.ids)] = e.weight
         tasks[i, :] = e.task
-    return {k: v.to(device, non_blocking=True) for k, v in
+    return {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in
             {"input_ids": ids, "attention_mask": mask, "weights": weights, "tasks": tasks}.items()}
 
 

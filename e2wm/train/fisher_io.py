@@ -110,9 +110,9 @@ def read_for_params(path, params: dict[str, torch.Tensor], device) -> dict[str, 
                 import torch.distributed as dist
                 pn, n = prm.ds_tensor.numel(), math.prod(shape)
                 start, end = min(dist.get_rank() * pn, n), min((dist.get_rank() + 1) * pn, n)
-                part = torch.zeros(pn, dtype=torch.float32)
-                part[:end - start] = _flat_range(sl, shape, start, end).float()
-                out[name] = part.to(device)
+                part = torch.zeros(pn, dtype=torch.float32, device=device)
+                part[:end - start] = _flat_range(sl, shape, start, end).float().to(device)
+                out[name] = part
             else:
                 out[name] = sl[:].float().to(device)
         return out

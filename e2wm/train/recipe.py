@@ -23,7 +23,7 @@ from e2wm.errors import E2WMError
 from e2wm.train import checkpoint as ckpt
 from e2wm.train import dist as edist
 from e2wm.train.config import TrainConfig, gradient_accumulation
-from e2wm.train.data import GeneralText, GlobalBatches, collate, deal, encode_rows, read_rows
+from e2wm.train.data import Example, GeneralText, GlobalBatches, collate, deal, encode_rows, read_rows
 from e2wm.train.ds_config import deepspeed_config, offloads_optimizer, zero_stage
 from e2wm.train.export import RUN_INFO, export
 from e2wm.train.metrics import Logger, count_params, flops_per_token, peak_flops
@@ -205,7 +205,8 @@ class Recipe:
             f"trainable), {len(self.examples)} rows in {len(self.tasks)} tasks ({truncated} truncated to "
             f"{cfg.data.max_length} tokens), {self.world} rank(s) × {self.gas} micro-batch(es) of "
             f"{cfg.optim.micro_batch_size} = {cfg.optim.global_batch_size} rows per step, ZeRO-{self.stage}, "
-            f"{cfg.optim.precision} on {self.device.type}, regularizer {cfg.regularizer.kind}; steps {self.start + 1}..{self.total}"
+            f"{cfg.optim.precision} on {self.device.type}, regularizer {cfg.regularizer.kind}; "
+            + (f"steps {self.start + 1}..{self.total}" if self.start < self.total else f"all {self.total} steps done")
             + (f" (resumed from {self.resume_dir})" if self.resume_dir else ""))
 
     # ------------------------------------------------------------ train
@@ -220,7 +221,8 @@ class Recipe:
             return None, 0.0
         if kind == "kl":
             rows, positions = self.general.rows(step, self.rank, world)
-            batch = collate([_as_example(r) for r in rows], self.tokenizer.pad_token_id, 1, self.device)
+            batch = collate([Example(tuple(r), len(r), 1.0, 0) for r in rows], self.tokenizer.pad_token_id, 1,
+                            self.device)
             local = self.reg(batch, positions=positions, forward=self.engine) * (1.0 if rows else 0.0)
             return local * (world * gas), local.detach()
         term = self.reg()
@@ -268,9 +270,10 @@ class Recipe:
             dist.all_reduce(stats)
             dt = time.perf_counter() - t0
             tokens = sum(self.lengths[i] for i in rows)
+            grad_norm = engine.get_global_grad_norm()
             row = {"step": step + 1, "epoch": epoch, "loss": float(stats[0]) / answer, "lr": lr,
                    "penalty": float(stats[1]) if cfg.regularizer.kind != "none" else None,
-                   "grad_norm": _float(engine.get_global_grad_norm()), "tokens": tokens,
+                   "grad_norm": None if grad_norm is None else float(grad_norm), "tokens": tokens,
                    "tokens_per_s": tokens / dt, "mfu": tokens / dt * flops / (world * peak) if peak else None}
             for t, name in enumerate(self.tasks):
                 if stats[2 + n_tasks + t]:
@@ -306,15 +309,6 @@ class Recipe:
     def cleanup(self) -> None:
         self.logger.close()
         edist.shutdown(self.engine, destroy_group=self.own_group)
-
-
-def _as_example(ids: list[int]):
-    from e2wm.train.data import Example
-    return Example(tuple(ids), len(ids), 1.0, 0)
-
-
-def _float(x):
-    return None if x is None else float(x)
 
 
 def run(cfg: TrainConfig, resume: str | None = None) -> Path:

@@ -108,8 +108,11 @@ class KL:
 
 
 class NoRegularizer:
+    def __init__(self, model):
+        self.device = next(model.parameters()).device
+
     def __call__(self, batch=None) -> torch.Tensor:
-        return torch.zeros(())
+        return torch.zeros((), device=self.device)
 
 
 def make_regularizer(kind: str, model, *, fisher: dict[str, torch.Tensor] | None = None, lam: float = 1.0,
@@ -125,7 +128,7 @@ def make_regularizer(kind: str, model, *, fisher: dict[str, torch.Tensor] | None
         return EWC(model, fisher, lam, reference)
     if kind == "kl":
         return KL(model, lam, reference)
-    return NoRegularizer()
+    return NoRegularizer(model)
 
 
 # ---------------------------------------------------------------- ZeRO-3: explicit gradients

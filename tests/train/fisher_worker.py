@@ -27,4 +27,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from e2wm.train.__main__ import exit_now
+    exit_now(main())

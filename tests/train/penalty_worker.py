@@ -62,4 +62,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from e2wm.train.__main__ import exit_now
     main()
+    exit_now(0)
