@@ -40,7 +40,10 @@ def read_state(path) -> dict:
     p = Path(path) / STATE
     try:
         state = json.loads(p.read_text())
-        int(state["step"]), int(state["world_size"]), int(state["optimizer_steps"]), str(state["trajectory"]), str(state["data_sha256"])
+        for key, kind in (("step", int), ("world_size", int), ("optimizer_steps", int), ("trajectory", str),
+                          ("data_sha256", str)):
+            if not isinstance(state[key], kind):
+                raise TypeError(f"{key} is not {kind.__name__}")
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise E2WMError(f"{p}: not a readable e2wm checkpoint ({e.__class__.__name__}: {e})") from None
     return state

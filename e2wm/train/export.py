@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 from e2wm.errors import E2WMError
@@ -37,11 +38,20 @@ def resolve_step(path) -> Path:
     return found
 
 
-def _publish(tmp: Path, out: Path) -> Path:
-    if out.exists():
-        shutil.rmtree(out)
+@contextmanager
+def _writing(out):
+    """A temporary directory beside `out` that replaces `out` once the block completes."""
+    out = Path(out)
+    tmp = out.with_name(f".tmp-{out.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
-    return out
 
 
 def export(step_path, out) -> Path:
@@ -64,17 +74,14 @@ def export_adapter(step_path, out) -> Path:
                for k, v in tensors.items() if k.startswith("param/")}
     if not weights or any(v.numel() == 0 for v in weights.values()):
         raise E2WMError(f"{step_path}: the checkpoint holds empty LoRA weights")
-    out = Path(out)
-    tmp = out.with_name(f".tmp-{out.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(weights, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
     lora = info["lora_config"]
-    LoraConfig(task_type="CAUSAL_LM", r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-               target_modules=lora["target_modules"], fan_in_fan_out=lora["fan_in_fan_out"],
-               base_model_name_or_path=info["base_model"]).save_pretrained(str(tmp))
-    AutoTokenizer.from_pretrained(str(run_dir / "tokenizer")).save_pretrained(str(tmp))
-    return _publish(tmp, out)
+    with _writing(out) as tmp:
+        save_file(weights, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
+        LoraConfig(task_type="CAUSAL_LM", r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+                   target_modules=lora["target_modules"], fan_in_fan_out=lora["fan_in_fan_out"],
+                   base_model_name_or_path=info["base_model"]).save_pretrained(str(tmp))
+        AutoTokenizer.from_pretrained(str(run_dir / "tokenizer")).save_pretrained(str(tmp))
+    return Path(out)
 
 
 def export_model(step_path, out) -> Path:
@@ -95,12 +102,10 @@ def export_model(step_path, out) -> Path:
     if unexpected or [m for m in missing if not m.endswith("lm_head.weight")]:
         raise E2WMError(f"{step_path}: checkpoint weights do not fit the model "
                         f"(missing {missing[:2]}, unexpected {unexpected[:2]})")
-    out = Path(out)
-    tmp = out.with_name(f".tmp-{out.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
-    AutoTokenizer.from_pretrained(str(run_dir / "tokenizer")).save_pretrained(str(tmp))
-    return _publish(tmp, out)
+    with _writing(out) as tmp:
+        model.save_pretrained(str(tmp))
+        AutoTokenizer.from_pretrained(str(run_dir / "tokenizer")).save_pretrained(str(tmp))
+    return Path(out)
 
 
 def merge(adapter_dir, out, base: str | None = None) -> Path:
@@ -120,9 +125,7 @@ def merge(adapter_dir, out, base: str | None = None) -> Path:
     if not base:
         raise E2WMError(f"{cfg_file}: names no base model; pass --base")
     merged = PeftModel.from_pretrained(load_model(base), str(adapter_dir)).merge_and_unload()
-    out = Path(out)
-    tmp = out.with_name(f".tmp-{out.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    merged.save_pretrained(str(tmp))
-    AutoTokenizer.from_pretrained(str(adapter_dir)).save_pretrained(str(tmp))
-    return _publish(tmp, out)
+    with _writing(out) as tmp:
+        merged.save_pretrained(str(tmp))
+        AutoTokenizer.from_pretrained(str(adapter_dir)).save_pretrained(str(tmp))
+    return Path(out)
