@@ -102,7 +102,7 @@ def test_partitioned_rows_sum_to_full(world):
     """Each rank's rows of ΔW (flat partitions as DeepSpeed pads them) add up to the full penalty and gradients."""
     model, fisher, _ = make_case()
     full = make_regularizer("ewc_lora", model, fisher=fisher)
-    ref_val = float(full())
+    ref_val = float(full().detach())
     full().backward()
     ref = {n: (A.grad.clone(), B.grad.clone()) for n, A, B, _ in lora_pairs(model)}
     model.zero_grad()
@@ -114,7 +114,7 @@ def test_partitioned_rows_sum_to_full(world):
             start, end = min(rank * pn, F.numel()), min((rank + 1) * pn, F.numel())
             local = lora_rows_penalty(A, B, s, F[start:end], start, end)
             local.backward()
-            total += float(local)
+            total += float(local.detach())
     assert total == pytest.approx(ref_val, rel=1e-6)
     for n, A, B, _ in lora_pairs(model):
         assert rel_err(A.grad, ref[n][0]) < REL and rel_err(B.grad, ref[n][1]) < REL
