@@ -1,5 +1,6 @@
 """CUDA-only checks of the distributed training paths (skipped without a GPU): a few bf16 steps of `e2wm train`
-and an `e2wm fisher` run at ZeRO-2 and ZeRO-3, on up to 2 GPUs through the real launchers."""
+at ZeRO-2, ZeRO-3 and ZeRO-3 with CPU offload (DeepSpeed's CPU Adam), and `e2wm fisher` at ZeRO-2 and ZeRO-3,
+on up to 2 GPUs through the real launchers."""
 import json
 import os
 import subprocess
@@ -55,13 +56,13 @@ def test_fisher_on_gpu_matches_one_process(tmp_path, stage, fisher):
     assert max(float((a[k] - b[k]).norm() / b[k].norm()) for k in a) < 1e-4
 
 
-@pytest.mark.parametrize("stage", [2, 3])
+@pytest.mark.parametrize("ds_config", ["zero2", "zero3", "zero3_offload"])
 @pytest.mark.parametrize("kind", ["ewc_lora", "none"])
-def test_train_bf16_on_gpu(tmp_path, rows, fisher, stage, kind):
+def test_train_bf16_on_gpu(tmp_path, rows, fisher, ds_config, kind):
     p = _run(edist.deepspeed_cmd(_gpus(), edist.free_port(), "e2wm.train", [
         "--set", f"out={tmp_path}", "--set", f"data.path={rows}", "--set", "optim.max_steps=4",
         "--set", "optim.global_batch_size=8", "--set", "optim.micro_batch_size=2",
-        "--set", "optim.precision=bf16", "--set", f"deepspeed.config=zero{stage}",
+        "--set", "optim.precision=bf16", "--set", f"deepspeed.config={ds_config}",
         "--set", f"regularizer.kind={kind}", "--set", f"regularizer.fisher={fisher}"]))
     assert "on cuda" in p.stdout
     out = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
