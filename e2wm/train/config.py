@@ -14,9 +14,6 @@ from typing import Literal
 from e2wm.config import build, read_yaml, to_plain
 from e2wm.errors import E2WMError
 
-REGULARIZERS = ("none", "ewc_lora", "ewc", "kl")
-
-
 def _help(text: str, **kw) -> dict:
     return {"metadata": {"help": text}, **kw}
 

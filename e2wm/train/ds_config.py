@@ -17,7 +17,8 @@ NAMES = ("zero2", "zero3", "zero3_offload")
 
 def _read(spec: str) -> tuple[dict, str]:
     if spec in NAMES:
-        text, where = resources.files("e2wm").joinpath("ds_configs", f"{spec}.json").read_text(), f"ds_configs/{spec}.json"
+        where = f"ds_configs/{spec}.json"
+        text = resources.files("e2wm").joinpath(where).read_text()
     else:
         p = Path(spec)
         if not p.is_file():

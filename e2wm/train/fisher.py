@@ -58,17 +58,13 @@ def select_base_params(model, modules: str = "lora-targets", targets=("q_proj", 
     return dict(sorted(out.items()))
 
 
-def _numel(p, partitioned: bool) -> int:
-    return p.ds_tensor.numel() if partitioned else p.numel()
-
-
 class _SquareSum:
     """Post-accumulate-grad hooks that add grad**2 into fp32 sums (full, or a ZeRO-3 partition)."""
 
     def __init__(self, params: dict, partitioned: bool, world: int, device):
         self.params, self.partitioned, self.world = params, partitioned, world
-        self.sums = {n: torch.zeros(_numel(p, partitioned), dtype=torch.float32, device=device)
-                     for n, p in params.items()}
+        self.sums = {n: torch.zeros(p.ds_tensor.numel() if partitioned else p.numel(), device=device,
+                                    dtype=torch.float32) for n, p in params.items()}
         self._names = {id(p): n for n, p in params.items()}
         self._handles, self.scale = [], 1.0
 

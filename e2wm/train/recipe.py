@@ -27,7 +27,8 @@ from e2wm.train.data import Example, GeneralText, GlobalBatches, collate, deal, 
 from e2wm.train.ds_config import deepspeed_config, offloads_optimizer, zero_stage
 from e2wm.train.export import RUN_INFO, export
 from e2wm.train.metrics import Logger, count_params, flops_per_token, peak_flops
-from e2wm.train.model import add_lora, base_name, fan_in_fan_out, lora_pairs, load_model, load_tokenizer, model_config
+from e2wm.train.model import (TINY, add_lora, base_name, fan_in_fan_out, load_model, load_tokenizer, lora_pairs,
+                              model_config)
 from e2wm.train.objective import weighted_token_loss
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -104,7 +105,7 @@ class Recipe:
         self.ds = deepspeed_config(cfg, self.world, hidden=mcfg.hidden_size)
         self.stage = zero_stage(self.ds)
         self._hf_ds = None
-        if self.stage == 3 and cfg.model.name_or_path != "tiny":
+        if self.stage == 3 and cfg.model.name_or_path != TINY:   # tiny: built whole, partitioned by initialize
             from transformers.integrations import HfDeepSpeedConfig
             self._hf_ds = HfDeepSpeedConfig(self.ds)   # must stay alive: weights load partitioned
         model = load_model(cfg.model.name_or_path, DTYPES[cfg.optim.precision], cfg.model.trust_remote_code)
