@@ -6,6 +6,7 @@ needs the world size or the file system, so a bad config fails in one line befor
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,11 +133,8 @@ class LoggingConfig:
 
     def __post_init__(self):
         _positive("logging", self, "every")
-        if self.wandb:
-            try:
-                import wandb  # noqa: F401
-            except ImportError:
-                raise E2WMError("logging.wandb: wandb is not installed (pip install wandb)") from None
+        if self.wandb and importlib.util.find_spec("wandb") is None:
+            raise E2WMError("logging.wandb: wandb is not installed (pip install -e \".[wandb]\")")
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,7 @@ import torch
 import torch.nn.functional as F_
 
 from e2wm.errors import E2WMError
-from e2wm.train.fisher_io import (FISHER_FILE, atomic_save, load_fisher, save_fisher, shard_name,  # noqa: F401
-                                  weight_sums)
+from e2wm.train.fisher_io import FISHER_FILE, atomic_save, load_fisher, save_fisher, shard_name, weight_sums
 from e2wm.train.model import add_lora, base_name, base_weight_names, load_model, load_tokenizer
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -62,7 +63,9 @@ class Logger:
         if self.jsonl.exists():   # a resumed run rewrites what came after its checkpoint
             keep = [line for line in self.jsonl.read_text().splitlines() if line.strip()
                     and json.loads(line)["step"] <= start_step]
-            self.jsonl.write_text("".join(line + "\n" for line in keep))
+            tmp = self.jsonl.with_name(self.jsonl.name + ".tmp")
+            tmp.write_text("".join(line + "\n" for line in keep))
+            os.replace(tmp, self.jsonl)   # a crash here leaves the old log, not half of it
         if cfg.logging.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
             self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step + 1)

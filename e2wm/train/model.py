@@ -70,6 +70,14 @@ def _is_local(spec: str) -> bool:
     return spec.startswith(("/", ".", "~")) or Path(spec).exists()
 
 
+def _from_pretrained(load, spec: str, **kw):
+    """`load(local path or hub id, **kw)`; a spec it cannot load is one E2WMError line."""
+    try:
+        return load(str(Path(spec).expanduser()) if _is_local(spec) else spec, **kw)
+    except (OSError, ValueError) as e:
+        raise E2WMError(f"model.name_or_path: cannot load {spec!r} ({str(e).splitlines()[0]})") from None
+
+
 def check_model_spec(spec: str, field: str = "model.name_or_path") -> None:
     """Cheap check before heavy work: builtin names exist, local paths are model directories."""
     if spec == TINY:
@@ -88,12 +96,7 @@ def load_tokenizer(spec: str, trust_remote_code: bool = False):
         tok = byte_tokenizer()
     else:
         from transformers import AutoTokenizer
-        try:
-            tok = AutoTokenizer.from_pretrained(str(Path(spec).expanduser()) if _is_local(spec) else spec,
-                                                trust_remote_code=trust_remote_code)
-        except (OSError, ValueError) as e:
-            raise E2WMError(f"model.name_or_path: cannot load a tokenizer from {spec!r} "
-                            f"({str(e).splitlines()[0]})") from None
+        tok = _from_pretrained(AutoTokenizer.from_pretrained, spec, trust_remote_code=trust_remote_code)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token  # pads are masked out of attention and loss, so any id will do
     tok.padding_side = "right"
@@ -108,11 +111,7 @@ def model_config(spec: str, trust_remote_code: bool = False):
     if spec.startswith("shape:"):
         cls_name, kw = SHAPES[spec[6:]]
         return getattr(transformers, cls_name)(**kw)
-    path = str(Path(spec).expanduser()) if _is_local(spec) else spec
-    try:
-        return transformers.AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as e:
-        raise E2WMError(f"model.name_or_path: cannot load {spec!r} ({str(e).splitlines()[0]})") from None
+    return _from_pretrained(transformers.AutoConfig.from_pretrained, spec, trust_remote_code=trust_remote_code)
 
 
 def load_model(spec: str, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False):
@@ -126,11 +125,8 @@ def load_model(spec: str, dtype: torch.dtype = torch.float32, trust_remote_code:
         return tiny_causal_lm().to(dtype)
     if spec.startswith("shape:"):
         return AutoModelForCausalLM.from_config(model_config(spec), dtype=dtype)
-    path = str(Path(spec).expanduser()) if _is_local(spec) else spec
-    try:
-        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as e:
-        raise E2WMError(f"model.name_or_path: cannot load {spec!r} ({str(e).splitlines()[0]})") from None
+    return _from_pretrained(AutoModelForCausalLM.from_pretrained, spec, dtype=dtype,
+                            trust_remote_code=trust_remote_code)
 
 
 def default_targets(model) -> tuple[str, ...]:
