@@ -17,6 +17,9 @@ from e2wm.world.vocab import (CLOSED, R_CLOSE, R_HOLDS_LH, R_HOLDS_RH, R_INSIDE,
                               R_FACING, RELATIONS)
 
 EMPTY: frozenset = frozenset()
+# The engine's version, recorded in every episode and collection manifest. Bump it whenever a
+# rule's preconditions or effects change: episodes made by another version may not replay.
+ENGINE_VERSION = "e2wm-world/2"
 
 
 @dataclass(frozen=True, slots=True)

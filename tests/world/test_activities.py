@@ -178,7 +178,7 @@ def test_missing_classes_raise_naming_them(tiny_scene):
 
 def test_an_activity_already_done_raises(tiny_scene):
     w = World.from_dict(tiny_scene)
-    with pytest.raises(ActivityError, match="already holds"):
+    with pytest.raises(ActivityError, match="already hold"):
         get_activity("turn on light").instantiate(w, random.Random(0))   # the light is ON
     g = get_activity("turn off light").instantiate(w, random.Random(0))
     assert g.facts == (Fact.state(LIGHT, "OFF"),) and g.objects == (LIGHT,)
