@@ -100,7 +100,7 @@ def test_bench_mcts_json_line():
 
 
 def test_collect_writes_shards_and_resumes(tmp_path):
-    args = ["collect", "--out", str(tmp_path), "--plans", "3", "--explorations", "3",
+    args = ["collect", "--out", str(tmp_path), "--plans", "3", "--explorations", "3", "--stories", "0",
             "--simulations", "100", "--workers", "1", "--shard-size", "4"]
     r = _run(*args)
     assert r.returncode == 0, r.stderr

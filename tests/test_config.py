@@ -114,11 +114,11 @@ def _scalar_fields(cls) -> list[dataclasses.Field]:
 def test_every_scalar_collect_field_is_an_e2wm_collect_flag_with_its_help(capsys):
     text = _collect_help(capsys)
     fields = _scalar_fields(CollectConfig)
-    assert len(fields) == 13
+    assert len(fields) == 14
     for f in fields:
         assert f.metadata["help"] and f"--{f.name.replace('_', '-')} " in text
         assert " ".join(f.metadata["help"].split()) in text
-    for extra in ("--activity", "--simulations", "--set", "--config"):
+    for extra in ("--activity", "--simulations", "--set", "--config", "--preset"):
         assert extra in text
 
 

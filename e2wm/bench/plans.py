@@ -1,7 +1,7 @@
 """`e2wm bench plans`: how often MCTS plans succeed, and how long they are, over the activity library.
 
-Every activity is posed in every seeded procedural apartment that has its classes (skipping those
-where its goal already holds), planned with the given number of simulations, and re-executed; the
+Every activity is posed in every seeded procedural apartment where it can be posed (its classes
+exist, and work is left on each goal object), planned with the given number of simulations, and re-executed; the
 figures are the success rate over the posed goals and the mean length of the successful plans.
 """
 from __future__ import annotations
@@ -12,9 +12,8 @@ import time
 
 from e2wm.collect.mcts import MCTSConfig
 from e2wm.collect.plans import plan_episode
+from e2wm.collect.run import activity_hosts
 from e2wm.world.activities import ACTIVITIES, ActivityError
-from e2wm.world.graph import Scene
-from e2wm.world.procedural import generate_apartment
 
 
 def _one(job):
@@ -27,10 +26,8 @@ def _one(job):
 
 
 def run(scenes: int = 50, simulations: int = 2000, workers: int = 1, progress=None) -> dict:
-    jobs = []
-    for seed in range(scenes):
-        sc = Scene.from_dict(generate_apartment(seed))
-        jobs += [(seed, a.name, simulations) for a in ACTIVITIES if a.fits(sc)]
+    hosts = activity_hosts(ACTIVITIES, range(scenes))
+    jobs = sorted((seed, a, simulations) for a, seeds in hosts.items() for seed in seeds)
     t0 = time.perf_counter()
     results = []
     with mp.get_context("spawn").Pool(workers) as pool:

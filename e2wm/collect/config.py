@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from e2wm.collect.explore import ExploreConfig
+from e2wm.collect.explore import STORY, ExploreConfig
 from e2wm.collect.mcts import MCTSConfig
 from e2wm.config import build, to_plain
 from e2wm.errors import E2WMError
@@ -27,11 +27,16 @@ class CollectConfig:
     activities: tuple[str, ...] = field(default=(), metadata={
         "help": "plan activities (empty: the whole library)"})
     plans: int = field(default=40, metadata={"help": "plan episodes"})
-    explorations: int = field(default=40, metadata={"help": "exploration episodes"})
+    explorations: int = field(default=40, metadata={
+        "help": "exploration episodes of several agents (object paths, bAbI suites)"})
+    stories: int = field(default=40, metadata={
+        "help": "exploration episodes of one agent (counting stories)"})
     mcts: MCTSConfig = field(default_factory=lambda: MCTSConfig(simulations=2000),
                              metadata={"help": "the planner (e2wm.collect.mcts.MCTSConfig)"})
     explore: ExploreConfig = field(default_factory=ExploreConfig, metadata={
-        "help": "the exploration (e2wm.collect.explore.ExploreConfig)"})
+        "help": "the multi-agent exploration (e2wm.collect.explore.ExploreConfig)"})
+    story: ExploreConfig = field(default_factory=lambda: STORY, metadata={
+        "help": "the single-agent counting stories (e2wm.collect.explore.ExploreConfig)"})
     shard_size: int = field(default=50, metadata={"help": "units per shard"})
     workers: int = field(default=2, metadata={"help": "simulator actors", "run": True})
     worker_cpus: float = field(default=1.0, metadata={
@@ -43,7 +48,7 @@ class CollectConfig:
         "help": "fault injection: a worker exits hard after K units (0: never)", "run": True})
 
     def __post_init__(self):
-        ints = {"seed": 0, "scene_first": 0, "scenes": 1, "plans": 0, "explorations": 0,
+        ints = {"seed": 0, "scene_first": 0, "scenes": 1, "plans": 0, "explorations": 0, "stories": 0,
                 "shard_size": 1, "workers": 1, "max_in_flight": 1, "chaos_kill_every": 0}
         for name, low in ints.items():
             v = getattr(self, name)
@@ -54,8 +59,8 @@ class CollectConfig:
                             f"or 'robothow'")
         if not isinstance(self.worker_cpus, (int, float)) or not 0 < self.worker_cpus <= 64:
             raise E2WMError(f"collect config: worker_cpus={self.worker_cpus!r}: must be in (0, 64]")
-        if self.plans + self.explorations == 0:
-            raise E2WMError("collect config: plans and explorations are both 0: nothing to collect")
+        if self.plans + self.explorations + self.stories == 0:
+            raise E2WMError("collect config: plans, explorations and stories are all 0: nothing to collect")
 
     def job_dict(self) -> dict:
         """What determines the episodes (not where or how fast they are made)."""

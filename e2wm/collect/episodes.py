@@ -33,6 +33,7 @@ class Episode:
     seed: int
     unit: int
     agents: int = 1                # characters acting in the episode
+    engine: str = ""               # the world engine version that made it (ENGINE_VERSION)
     activity: str | None = None    # plan: the activity name (library or RobotHow title)
     goals: list[str] = field(default_factory=list)        # plan: goal facts, `Fact.text` form
     conditions: list[str] = field(default_factory=list)   # facts of the relevant objects at the start

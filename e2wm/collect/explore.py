@@ -7,7 +7,8 @@ agent has no legal line in any kind, the other agents are tried in a random orde
 has one, the world can no longer change, so exploration stops early (the log is shorter than
 `config.steps`). Every logged line is therefore legal and ok.
 
-A step log entry is `{"agent": i, "kind": kind, "line": str, "ok": True, "moves": [...]}`; a move is
+A step log entry is `{"agent": i, "kind": kind, "line": str, "ok": True, "moves": [...], "room": id}`
+(room: where the agent is after the step); a move is
 `{"object": id, "from": loc, "to": loc}` and a location is `{"room": id | None, "relation": "ON" |
 "INSIDE" | "HELD" | None, "target": id | None}` (HELD: the holding character; ON / INSIDE: the
 non-room thing it is on / in; None: it is only in a room). An object carried by a walking agent
@@ -29,7 +30,7 @@ from e2wm.world.scenes import load_scene
 from e2wm.world.script import parse_line
 from e2wm.world.vocab import (BODY_PART, CONTAINERS, GRABBABLE, R_HOLDS_LH, R_HOLDS_RH, R_INSIDE,
                               R_ON, SURFACES)
-from e2wm.world.world import World
+from e2wm.world.world import ENGINE_VERSION, World
 
 ACTION_KINDS: dict[str, tuple[str, ...]] = {
     "walk_room": ("WALK",),          # to another room
@@ -50,14 +51,18 @@ _parse = lru_cache(maxsize=1 << 16)(parse_line)
 @dataclass(frozen=True)
 class ExploreConfig:
     agents: int = 3
-    steps: int = 40
+    steps: int = 28
     mix: tuple[tuple[str, float], ...] = DEFAULT_MIX   # (kind, weight); weight 0 disables a kind
+    # > 0: the episode draws this many receptacles at the start, and puts go only onto or into them
+    # (walks to other furniture are left out too), so several objects gather in one place: the
+    # counting stories. 0: any receptacle.
+    receptacles: int = 0
 
     def __post_init__(self):
-        for name in ("agents", "steps"):
+        for name, low in (("agents", 1), ("steps", 1), ("receptacles", 0)):
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise E2WMError(f"{name} must be an int >= 1, got {v!r}")
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise E2WMError(f"{name} must be an int >= {low}, got {v!r}")
         try:
             mix = tuple((k, w) for k, w in self.mix)
         except (TypeError, ValueError):
@@ -79,7 +84,15 @@ class ExploreConfig:
         object.__setattr__(self, "mix", tuple((k, float(w)) for k, w in mix))
 
     def to_dict(self) -> dict:
-        return {"agents": self.agents, "steps": self.steps, "mix": [list(p) for p in self.mix]}
+        return {"agents": self.agents, "steps": self.steps, "mix": [list(p) for p in self.mix],
+                "receptacles": self.receptacles}
+
+
+# The single-agent counting stories: one person tidying a few places (E2WM's counting stories run
+# about 100 words); grabs and puts dominate so that the places gather 0-4 items.
+STORY = ExploreConfig(agents=1, steps=24, receptacles=2,
+                      mix=(("walk_room", 0.5), ("walk_object", 3.0), ("grab", 4.0), ("put", 6.0),
+                           ("open_close", 0.5), ("switch", 0.3), ("drop", 0.3)))
 
 
 def location(w: World, n: int) -> dict:
@@ -103,25 +116,40 @@ def explore(world: World, config: ExploreConfig, rng: random.Random) -> list[dic
     kinds = [(k, w) for k, w in config.mix if w > 0]
     actions = sorted({a for k, _ in kinds for a in ACTION_KINDS[k]})
     kind_of = {a: k for k, _ in kinds for a in ACTION_KINDS[k] if a != "WALK"}
+    targets = _receptacles(world, config.receptacles, rng)
     log = []
     for _ in range(config.steps):
         for agent in rng.sample(range(config.agents), config.agents):
-            options = _options(world, agent, kinds, actions, kind_of)
+            options = _options(world, agent, kinds, actions, kind_of, targets)
             if options:
                 break
         else:
             break   # nobody can act: the world is frozen
         kind = rng.choices(list(options), weights=[w for k, w in kinds if k in options])[0]
         line = rng.choice(options[kind])
-        log.append({"agent": agent, "kind": kind, "line": line, "ok": True,
-                    "moves": _step(world, agent, line)})
+        moves = step_moves(world, agent, line)
+        log.append({"agent": agent, "kind": kind, "line": line, "ok": True, "moves": moves,
+                    "room": world.room_of(world.agents[agent])})
     return log
 
 
-def _options(w: World, agent: int, kinds, actions, kind_of) -> dict[str, list[str]]:
-    """Kind -> its legal lines for `agent` now (sorted), for the kinds that have any."""
+def _receptacles(w: World, k: int, rng: random.Random) -> frozenset | None:
+    """`k` receptacles (furniture with surfaces or room inside) drawn for the episode, or None."""
+    if not k:
+        return None
+    sc = w.scene
+    pool = sorted(n for n in sc.class_name if n not in sc.rooms and sc.category[n] == "Furniture"
+                  and sc.props[n] & (SURFACES | CONTAINERS) and not sc.props[n] & GRABBABLE)
+    return frozenset(rng.sample(pool, min(k, len(pool))))
+
+
+def _options(w: World, agent: int, kinds, actions, kind_of, targets=None) -> dict[str, list[str]]:
+    """Kind -> its legal lines for `agent` now (sorted), for the kinds that have any. `targets`
+    (None: any) are the only furniture to put things on or in; an agent carrying something walks
+    only to them, one with empty hands only to things it could pick up."""
     sc, c = w.scene, w.agents[agent]
     held = set().union(*(w.held(x) for x in w.agents))
+    carrying = bool(w.held(c))
     here = w.room_of(c)
     by_kind: dict[str, list[str]] = {}
     for line in w.legal_actions(agent, actions):
@@ -130,15 +158,17 @@ def _options(w: World, agent: int, kinds, actions, kind_of) -> dict[str, list[st
         if sl.action == "WALK":
             n = ids[0]
             if n in sc.rooms:
-                kind = "walk_room" if n != here else None
-            elif (sc.category[n] in ("Characters", "Doors") or sc.props[n] & BODY_PART
-                  or n in held):
+                # Tidying (targets given), a carrying agent heads for a target, not another room.
+                kind = "walk_room" if n != here and not (targets is not None and carrying) else None
+            elif (sc.category[n] in ("Characters", "Doors") or sc.props[n] & BODY_PART or n in held
+                  or (targets is not None and (n in targets) != (carrying or not sc.props[n] & GRABBABLE))):
                 kind = None
             else:
                 kind = "walk_object"
         elif sl.action in _PUT_TARGET:
             p = sc.props[ids[1]]
-            kind = "put" if p & _PUT_TARGET[sl.action] and not p & GRABBABLE else None
+            kind = ("put" if p & _PUT_TARGET[sl.action] and not p & GRABBABLE
+                    and (targets is None or ids[1] in targets) else None)
         else:
             kind = kind_of[sl.action]
         if kind is not None:
@@ -146,7 +176,7 @@ def _options(w: World, agent: int, kinds, actions, kind_of) -> dict[str, list[st
     return {k: sorted(by_kind[k]) for k, _ in kinds if k in by_kind}
 
 
-def _step(w: World, agent: int, line: str) -> list[dict]:
+def step_moves(w: World, agent: int, line: str) -> list[dict]:
     """Execute a legal line; the moves it caused. Only the agent's held objects, the arguments and
     what is on or in an argument can move (a grab takes what is on the grabbed thing off it)."""
     sc = w.scene
@@ -201,11 +231,12 @@ def explore_episode(scene: str, config: ExploreConfig, seed: int, unit: int = 0)
     moves = [m for s in steps for m in s["moves"]]
     moved = {m["object"] for m in moves}
     named = moved.union(w.agents[:config.agents], *(_parse(s["line"]).ids for s in steps),
+                        (s["room"] for s in steps if s["room"] is not None),
                         (x for m in moves for loc in (m["from"], m["to"])
                          for x in (loc["room"], loc["target"]) if x is not None))
     return Episode(
         key=episode_key({**config.to_dict(), "kind": "explore"}, scene, seed, unit),
-        kind="explore", scene=scene, seed=seed, unit=unit, agents=config.agents,
+        kind="explore", scene=scene, seed=seed, unit=unit, agents=config.agents, engine=ENGINE_VERSION,
         conditions=sorted(t for o in moved for t in _facts(sc, o, location(start, o))),
         names={str(i): sc.class_name[i] for i in sorted(named)},
         steps=steps,

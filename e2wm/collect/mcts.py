@@ -86,9 +86,7 @@ class WorldEnv:
         return WorldEnv(self.w.clone(), self.agent)
 
     def check(self, line: str) -> bool:
-        w = self.w
-        rule, ids = w.scene.lines.get(line) or w._resolve(line)
-        return rule is not None and rule[0](w, self.c, *ids) is None
+        return self.w.check(line, self.agent)
 
     def step(self, line: str) -> bool:
         return self.w.step(line, self.agent).ok
@@ -105,7 +103,7 @@ class WorldEnv:
     def closed_container(self, x: int) -> int | None:
         """The lowest-id CLOSED non-room node that x is INSIDE, if any."""
         w, rooms = self.w, self.w.scene.rooms
-        boxes = [b for b in w._out(x, R_INSIDE) if b not in rooms and w.states(b) & CLOSED]
+        boxes = [b for b in w.out(x, R_INSIDE) if b not in rooms and w.states(b) & CLOSED]
         return min(boxes) if boxes else None
 
     def truth(self, facts) -> int:

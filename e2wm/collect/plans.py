@@ -14,9 +14,10 @@ from e2wm.collect.mcts import ActionSpace, MCTSConfig, WorldEnv, search, step_re
 from e2wm.errors import E2WMError
 from e2wm.world.activities import Goal, get_activity, goal_from_program, initial_conditions
 from e2wm.world.graph import Scene
+from e2wm.world.legal import line_text
 from e2wm.world.scenes import load_scene, robothow_program
 from e2wm.world.script import parse_line
-from e2wm.world.world import World
+from e2wm.world.world import ENGINE_VERSION, World
 
 
 def execute_plan(world: World, goal: Goal, actions, config: MCTSConfig):
@@ -56,6 +57,56 @@ def prune_plan(world: World, goal: Goal, actions, config: MCTSConfig) -> list:
     return kept
 
 
+def tidy_plan(world: World, goal: Goal, actions, config: MCTSConfig) -> list:
+    """Make a successful plan read as a person would do it, each change re-checked in the world.
+
+    A walk to an object that the next step does not act on (the shirt lying on the couch, walked
+    to only to be close to the couch) becomes a walk to what the next step acts on. The opening
+    room walk goes to the room of the first object the plan works on, or is dropped when the
+    agent already stands there: E2WM's plans open "Walk to dining room. Walk to microwave.".
+    """
+    sc = world.scene
+    kept = list(actions)
+    for i in range(1, len(kept) - 1):
+        walk = _walk_target(sc, kept[i])
+        nxt = _acted_on(sc, kept[i + 1])
+        if walk is None or walk in sc.rooms or nxt is None or walk in _named(kept[i + 1]):
+            continue
+        trial = kept[:i] + [_rewalk(sc, kept[i], nxt)] + kept[i + 1:]
+        if execute_plan(world, goal, trial, config)[2]:
+            kept = trial
+    first = _walk_target(sc, kept[0]) if kept else None
+    target = next((n for a in kept[1:] if (n := _acted_on(sc, a)) is not None), None)
+    if first not in sc.rooms or target is None:
+        return kept
+    room = world.room_of(target)
+    here = world.room_of(world.agents[goal.agent])
+    trials = [kept[1:]] if room == here else [[_rewalk(sc, kept[0], room)] + kept[1:], kept[1:]]
+    for trial in trials:
+        if room is not None and trial != kept and execute_plan(world, goal, trial, config)[2]:
+            return trial
+    return kept
+
+
+def _named(action) -> set[int]:
+    return {i for line in action for i in parse_line(line).ids}
+
+
+def _walk_target(sc, action) -> int | None:
+    sl = parse_line(action[-1])
+    return sl.ids[0] if sl.action == "WALK" else None
+
+
+def _acted_on(sc, action) -> int | None:
+    """The first non-room object an action names (its walk target or its verb's object)."""
+    return next((i for line in action for i in parse_line(line).ids if i not in sc.rooms), None)
+
+
+def _rewalk(sc, action, target: int) -> tuple[str, ...]:
+    """The action with its final walk line sent to `target` instead (a StandUp before it stays)."""
+    return (*action[:-1], line_text(sc, "WALK", (target,)))
+
+
 def make_goal(world: World, scene: str, activity: str | None, rng: random.Random) -> Goal:
     """The goal of a plan episode: a library activity bound in this world, or a RobotHow program's."""
     if activity:
@@ -83,7 +134,8 @@ def plan_episode(scene: str, activity: str | None, config: MCTSConfig, seed: int
     actions = result.actions
     found = execute_plan(world, goal, actions, config)[2]
     if found and config.prune:
-        actions = prune_plan(world, goal, actions, config)
+        actions = prune_plan(world, goal, tidy_plan(world, goal, prune_plan(world, goal, actions, config),
+                                                    config), config)
     steps, reward, success = execute_plan(world, goal, actions, config)
     sc = world.scene
     conditions = initial_conditions(world, goal.objects)
@@ -92,7 +144,7 @@ def plan_episode(scene: str, activity: str | None, config: MCTSConfig, seed: int
     stats = dict(result.stats, search_reward=result.reward, search_steps=len(result.actions),
                  pruned_steps=len(result.actions) - len(actions))
     return Episode(
-        key=key, kind="plan", scene=scene, seed=seed, unit=unit, agents=1,
+        key=key, kind="plan", scene=scene, seed=seed, unit=unit, agents=1, engine=ENGINE_VERSION,
         activity=goal.activity, goals=[f.text(sc) for f in goal.facts],
         conditions=[f.text(sc) for f in conditions],
         names={str(i): sc.class_name[i] for i in sorted(named)},

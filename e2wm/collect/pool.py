@@ -19,21 +19,22 @@ from e2wm.errors import E2WMError
 @dataclass(frozen=True)
 class Unit:
     index: int
-    kind: str                  # "plan" | "explore"
+    kind: str                  # "plan" | "explore" | "story" (a single-agent exploration)
     scene: str
     activity: str | None = None
 
 
-def run_unit(unit: Unit, seed: int, mcts_cfg, explore_cfg) -> dict:
-    """One work unit -> {"index", "episode" (content JSON) | "error", "timing"}."""
+def run_unit(unit: Unit, seed: int, configs: dict) -> dict:
+    """One work unit -> {"index", "episode" (content JSON) | "error", "timing"}; `configs` maps a
+    unit kind to its config (MCTSConfig for "plan", ExploreConfig for "explore" and "story")."""
     from e2wm.collect.explore import explore_episode
     from e2wm.collect.plans import plan_episode
     t0 = time.perf_counter()
     try:
         if unit.kind == "plan":
-            ep = plan_episode(unit.scene, unit.activity, mcts_cfg, seed, unit.index)
+            ep = plan_episode(unit.scene, unit.activity, configs["plan"], seed, unit.index)
         else:
-            ep = explore_episode(unit.scene, explore_cfg, seed, unit.index)
+            ep = explore_episode(unit.scene, configs[unit.kind], seed, unit.index)
     except E2WMError as e:   # deterministic: the same unit fails the same way anywhere
         return {"index": unit.index, "error": str(e), "timing": {"wall_s": time.perf_counter() - t0}}
     timing = dict(ep.timing, wall_s=time.perf_counter() - t0,
@@ -45,8 +46,8 @@ def run_unit(unit: Unit, seed: int, mcts_cfg, explore_cfg) -> dict:
 class SimWorker:
     """Holds the job's configs; runs units. Restarted by Ray if its process dies."""
 
-    def __init__(self, seed: int, mcts_cfg, explore_cfg, chaos_kill_every: int = 0):
-        self.seed, self.mcts_cfg, self.explore_cfg = seed, mcts_cfg, explore_cfg
+    def __init__(self, seed: int, configs: dict, chaos_kill_every: int = 0):
+        self.seed, self.configs = seed, configs
         self.chaos, self.done = chaos_kill_every, 0
 
     def ready(self) -> bool:
@@ -55,7 +56,7 @@ class SimWorker:
     def run(self, unit: Unit) -> dict:
         if self.chaos and self.done >= self.chaos:
             os._exit(1)   # fault injection: die hard mid-job; Ray restarts us and retries the unit
-        out = run_unit(unit, self.seed, self.mcts_cfg, self.explore_cfg)
+        out = run_unit(unit, self.seed, self.configs)
         self.done += 1
         out["pid"] = os.getpid()
         return out
@@ -64,10 +65,10 @@ class SimWorker:
 class WorkerPool:
     """N SimWorker actors; `results(units)` yields unit results as they complete."""
 
-    def __init__(self, n: int, cpus: float, max_in_flight: int, seed: int, mcts_cfg, explore_cfg,
+    def __init__(self, n: int, cpus: float, max_in_flight: int, seed: int, configs: dict,
                  chaos_kill_every: int = 0):
-        self.actors = [SimWorker.options(num_cpus=cpus).remote(seed, mcts_cfg, explore_cfg,
-                                                               chaos_kill_every) for _ in range(n)]
+        self.actors = [SimWorker.options(num_cpus=cpus).remote(seed, configs, chaos_kill_every)
+                       for _ in range(n)]
         ray.get([a.ready.remote() for a in self.actors])   # started, so timings measure work only
         self.max_in_flight = max_in_flight
         self.pids: list[set[int]] = [set() for _ in range(n)]

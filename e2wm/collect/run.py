@@ -19,9 +19,10 @@ from e2wm.collect.config import CollectConfig
 from e2wm.collect.episodes import canonical_json
 from e2wm.collect.pool import Unit, WorkerPool
 from e2wm.errors import E2WMError
-from e2wm.world.activities import ACTIVITIES, get_activity
+from e2wm.world.activities import ALL_ACTIVITIES, fitting, get_activity
 from e2wm.world.graph import Scene
 from e2wm.world.procedural import generate_apartment
+from e2wm.world.world import ENGINE_VERSION, World
 
 MANIFEST = "manifest.json"
 
@@ -29,10 +30,13 @@ MANIFEST = "manifest.json"
 def plan_units(cfg: CollectConfig) -> list[Unit]:
     """The job's units, a pure function of the config: plans first, then explorations.
 
-    Procedural: plan k runs in apartment scene_first + k % scenes with the (k // scenes)-th of the
-    chosen activities that fit that apartment, cycling. RobotHow (E2WM's goal source): plan k
+    Procedural: the chosen activities (default: the library and its held-out set) take turns, so
+    any `plans` >= their number covers each; plan k asks for activity k % A in the
+    ((k // A) + a)-th apartment (cycling) of those where that activity `a` can be posed, so
+    neighbouring activities land in different apartments. RobotHow (E2WM's goal source): plan k
     runs RobotHow program scene_first + k % scenes (in name order) towards its own goal.
-    Exploration j runs in apartment scene_first + j % scenes (it needs several characters).
+    Explorations follow: the multi-agent ones, then the single-agent counting stories; each
+    runs in apartment scene_first + j % scenes.
     """
     units = []
     if cfg.scene_source == "robothow":
@@ -41,20 +45,35 @@ def plan_units(cfg: CollectConfig) -> list[Unit]:
         if not names:
             raise E2WMError(f"collect config: scene_first={cfg.scene_first}: past the last RobotHow program")
         units = [Unit(k, "plan", f"robothow:{names[k % len(names)]}") for k in range(cfg.plans)]
-    else:
-        chosen = [get_activity(a) for a in cfg.activities] or list(ACTIVITIES)
-        fitting: dict[int, list[str]] = {}
+    elif cfg.plans:
+        chosen = [get_activity(a) for a in cfg.activities] or list(ALL_ACTIVITIES)
+        hosts = activity_hosts(chosen, range(cfg.scene_first, cfg.scene_first + cfg.scenes))
+        order = [a for a in chosen if hosts[a.name]]
+        if not order:
+            raise E2WMError(f"collect config: none of the {len(chosen)} activities can be posed in "
+                            f"apartments {cfg.scene_first}..{cfg.scene_first + cfg.scenes - 1}")
         for k in range(cfg.plans):
-            seed = cfg.scene_first + k % cfg.scenes
-            if seed not in fitting:
-                sc = Scene.from_dict(generate_apartment(seed))
-                fitting[seed] = [a.name for a in chosen if a.fits(sc)]
-            names = fitting[seed]
-            activity = names[(k // cfg.scenes) % len(names)] if names else chosen[0].name
-            units.append(Unit(k, "plan", f"procedural:{seed}", activity))
+            i = k % len(order)
+            seeds = hosts[order[i].name]
+            units.append(Unit(k, "plan", f"procedural:{seeds[(k // len(order) + i) % len(seeds)]}",
+                              order[i].name))
+    n = cfg.plans
     for j in range(cfg.explorations):
-        units.append(Unit(cfg.plans + j, "explore", f"procedural:{cfg.scene_first + j % cfg.scenes}"))
+        units.append(Unit(n + j, "explore", f"procedural:{cfg.scene_first + j % cfg.scenes}"))
+    n += cfg.explorations
+    for j in range(cfg.stories):
+        units.append(Unit(n + j, "story", f"procedural:{cfg.scene_first + j % cfg.scenes}"))
     return units
+
+
+def activity_hosts(activities, seeds) -> dict[str, list[int]]:
+    """Activity name -> the procedural apartments (of `seeds`) where it can be posed."""
+    hosts: dict[str, list[int]] = {a.name: [] for a in activities}
+    for seed in seeds:
+        world = World(Scene.from_dict(generate_apartment(seed)))
+        for a in fitting(world, activities):
+            hosts[a.name].append(seed)
+    return hosts
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -73,7 +92,7 @@ def shard_name(k: int) -> str:
 def load_manifest(out: Path, job: dict) -> dict:
     """The manifest of a previous run of the same job (finished shards verified), or a new one."""
     path = out / MANIFEST
-    fresh = {"job": job, "shards": {}}
+    fresh = {"job": job, "engine": ENGINE_VERSION, "shards": {}}
     if not path.exists():
         return fresh
     try:
@@ -81,6 +100,9 @@ def load_manifest(out: Path, job: dict) -> dict:
     except json.JSONDecodeError as e:
         raise E2WMError(f"{path}: corrupt manifest ({e.msg} at {e.lineno}:{e.colno}); "
                         f"move it away to start over") from None
+    if m.get("engine") != ENGINE_VERSION:
+        raise E2WMError(f"{out}: was collected by engine {m.get('engine', 'unrecorded')}, this is "
+                        f"{ENGINE_VERSION}; its episodes may not replay: use another --out")
     if m.get("job") != job:
         raise E2WMError(f"{out}: holds the output of a different job (its manifest's job differs); "
                         f"use another --out or remove it")
@@ -121,8 +143,9 @@ def collect(cfg: CollectConfig, progress=None, log=print) -> dict:
     if todo:
         _init_ray(cfg)
         import ray
-        pool = WorkerPool(cfg.workers, cfg.worker_cpus, cfg.max_in_flight, cfg.seed, cfg.mcts,
-                          cfg.explore, cfg.chaos_kill_every)
+        pool = WorkerPool(cfg.workers, cfg.worker_cpus, cfg.max_in_flight, cfg.seed,
+                          {"plan": cfg.mcts, "explore": cfg.explore, "story": cfg.story},
+                          cfg.chaos_kill_every)
         t_run = time.perf_counter()
         try:
             for r in pool.results(todo):

@@ -5,9 +5,10 @@ import pytest
 
 from e2wm.collect.episodes import Episode
 from e2wm.collect.mcts import MCTSConfig
-from e2wm.collect.plans import execute_plan, format_plan_episode, plan_episode, prune_plan
+from e2wm.collect.plans import execute_plan, format_plan_episode, plan_episode, prune_plan, tidy_plan
+from e2wm.collect.run import activity_hosts
 from e2wm.errors import E2WMError
-from e2wm.world.activities import ACTIVITIES, ActivityError, get_activity
+from e2wm.world.activities import ACTIVITIES, ALL_ACTIVITIES, ActivityError, get_activity
 from e2wm.world.facts import Fact
 from e2wm.world.graph import Scene
 from e2wm.world.procedural import generate_apartment
@@ -23,7 +24,8 @@ def _scene(seed: int) -> Scene:
 
 
 def _fitting_seeds(activity, limit=200):
-    return [s for s in range(limit) if activity.fits(_scene(s))]
+    """The apartments where the activity can be posed (classes present, work on each goal object)."""
+    return activity_hosts([activity], range(limit))[activity.name]
 
 
 def _reexecute(ep: Episode) -> World:
@@ -34,9 +36,10 @@ def _reexecute(ep: Episode) -> World:
 
 
 def test_same_seed_same_episode():
-    a, b = (plan_episode("procedural:0", "watch tv", FAST, seed=3, unit=1) for _ in range(2))
+    home = f"procedural:{_fitting_seeds(get_activity('watch tv'))[0]}"
+    a, b = (plan_episode(home, "watch tv", FAST, seed=3, unit=1) for _ in range(2))
     assert a.content_json() == b.content_json()
-    c = plan_episode("procedural:0", "watch tv", FAST, seed=3, unit=2)
+    c = plan_episode(home, "watch tv", FAST, seed=3, unit=2)
     assert c.key != a.key
 
 
@@ -60,7 +63,8 @@ def test_success_means_the_plan_reexecutes_to_every_goal_fact():
 
 
 def test_unreached_goal_is_not_marked_successful():
-    ep = plan_episode("procedural:0", "put away dishes", MCTSConfig(simulations=1, prune=False), seed=0)
+    home = f"procedural:{_fitting_seeds(get_activity('put away dishes'))[0]}"
+    ep = plan_episode(home, "put away dishes", MCTSConfig(simulations=1, prune=False), seed=0)
     w = _reexecute(ep)
     facts = [Fact.parse(g, w.scene) for g in ep.goals]
     assert not all(f.holds(w) for f in facts)
@@ -76,6 +80,22 @@ def test_pruning_keeps_success_and_drops_detours(tiny_scene):
     assert execute_plan(w, goal, detour, MCTSConfig())[2]
     kept = prune_plan(w, goal, detour, MCTSConfig())
     assert kept == [detour[0], detour[3], detour[4]]   # the first room walk always stays
+
+
+def test_tidying_opens_in_the_first_objects_room_and_walks_to_what_is_acted_on(tiny_scene):
+    from e2wm.world.activities import Goal
+    w = World.from_dict(tiny_scene)
+    assert w.room_of(w.agents[0]) == 2 and w.room_of(22) == 2 and w.room_of(10) == 1
+    fridge = Goal("open fridge", (Fact.state(10, "OPEN"),), (10,))
+    plan = [("[Walk] <bedroom> (2)",), ("[Walk] <fridge> (10)",), ("[Open] <fridge> (10)",)]
+    assert execute_plan(w, fridge, plan, MCTSConfig())[2]
+    assert tidy_plan(w, fridge, plan, MCTSConfig())[0] == ("[Walk] <kitchen> (1)",)
+    # A walk to the couch only to be near the tv becomes a walk to the tv; the opening room walk
+    # goes where the agent already stands, so it does no work and is dropped.
+    tv = Goal("switch on tv", (Fact.state(22, "ON"),), (22,))
+    plan = [("[Walk] <kitchen> (1)",), ("[Walk] <couch> (21)",), ("[SwitchOn] <tv> (22)",)]
+    assert execute_plan(w, tv, plan, MCTSConfig())[2]
+    assert tidy_plan(w, tv, plan, MCTSConfig()) == [("[Walk] <tv> (22)",), ("[SwitchOn] <tv> (22)",)]
 
 
 def test_robothow_program_goal():
@@ -96,7 +116,7 @@ def test_bad_requests_fail_with_one_clear_line():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("activity", [a.name for a in ACTIVITIES])
+@pytest.mark.parametrize("activity", [a.name for a in ALL_ACTIVITIES])
 def test_every_activity_is_solvable_in_some_procedural_scene(activity):
     """The first fitting apartment where the activity is not already done gets a plan that works."""
     act = get_activity(activity)
@@ -110,6 +130,6 @@ def test_every_activity_is_solvable_in_some_procedural_scene(activity):
             _reexecute(ep)
             return
         tried.append(seed)
-        if len(tried) == 3:
+        if len(tried) == 6:
             break
     pytest.fail(f"{activity}: no successful plan in apartments {tried}")

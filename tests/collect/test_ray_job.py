@@ -38,7 +38,7 @@ PORT_FLAGS = ["--port", "--dashboard-port", "--ray-client-server-port",
               "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port",
               "--runtime-env-agent-port", "--metrics-export-port", "--node-manager-port",
               "--object-manager-port"]
-SPEC = ["--plans", "4", "--explorations", "4", "--scenes", "2", "--simulations", "200",
+SPEC = ["--plans", "4", "--explorations", "4", "--stories", "2", "--scenes", "2", "--simulations", "200",
         "--workers", "2", "--shard-size", "4"]
 
 
@@ -229,8 +229,8 @@ def test_collect_as_a_ray_job_and_resume(ray_cluster, tmp_path):
     _check_job(_run(submit(sid), env), sid)
 
     m = json.loads((out / "manifest.json").read_text())
-    assert m["units"] == 8
-    assert m["episodes"] + m["failures"] == 8, m
+    assert m["units"] == 10
+    assert m["episodes"] + m["failures"] == 10, m
     assert m["episodes"] >= 1, m
     keys = []
     for name, shard in sorted(m["shards"].items()):

@@ -10,7 +10,6 @@ import pytest
 
 from e2wm.cli import main
 from e2wm.collect.config import CollectConfig
-from e2wm.collect.episodes import canonical_json
 from e2wm.collect.run import MANIFEST, collect, plan_units
 from e2wm.config import read_yaml
 from e2wm.errors import E2WMError
@@ -18,7 +17,7 @@ from e2wm.errors import E2WMError
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 # "go to sleep" (lie on the bed, light off) fits every apartment and is never already done there.
-JOB = {"plans": 40, "explorations": 160, "scenes": 10, "activities": ["go to sleep"],
+JOB = {"plans": 40, "explorations": 120, "stories": 40, "scenes": 10, "activities": ["go to sleep"],
        "mcts": {"simulations": 60}, "shard_size": 20}
 
 
@@ -54,7 +53,7 @@ def test_kills_and_worker_count_do_not_change_the_output(tmp_path):
 @pytest.mark.slow
 def test_killed_driver_resumes_without_duplicates(tmp_path):
     args = [sys.executable, "-m", "e2wm.cli", "collect", "--plans", "24", "--explorations", "24",
-            "--scenes", "6", "--simulations", "1500", "--shard-size", "4", "--workers", "2",
+            "--stories", "0", "--scenes", "6", "--simulations", "1500", "--shard-size", "4", "--workers", "2",
             "--activity", "go to sleep"]
     env = dict(os.environ, RAY_AUTH_MODE="disabled")
     out = tmp_path / "killed"
@@ -85,22 +84,46 @@ def test_killed_driver_resumes_without_duplicates(tmp_path):
     assert stats["skipped_resumed"] == 4 * done_before
 
 
-def test_deterministic_failures_are_recorded_and_do_not_stall(tmp_path):
-    # "watch tv" needs a television, which some apartments lack: those units fail, the rest run.
-    cfg = _cfg(tmp_path / "f", plans=12, explorations=0, scenes=6, activities=["watch tv"],
-               shard_size=5, workers=1)
+def test_deterministic_failures_are_recorded_and_do_not_stall(tmp_path, monkeypatch):
+    # Units asking for "watch tv" in apartments without a television fail; the rest run.
+    from e2wm.collect import run
+    from e2wm.collect.pool import Unit
+    from e2wm.world.activities import get_activity
+    from e2wm.world.graph import Scene
+    from e2wm.world.procedural import generate_apartment
+    tv = get_activity("watch tv")
+    bare = [s for s in range(40) if not tv.fits(Scene.from_dict(generate_apartment(s)))][:6]
+    units = [Unit(k, "plan", f"procedural:{bare[k % 6]}" if k % 2 else "procedural:0", "go to sleep"
+                  if not k % 2 else "watch tv") for k in range(12)]
+    monkeypatch.setattr(run, "plan_units", lambda cfg: units)
+    cfg = _cfg(tmp_path / "f", plans=12, explorations=0, stories=0, shard_size=5, workers=1)
     stats = collect(cfg, log=lambda *a: None)
     failures = [json.loads(x) for x in (tmp_path / "f" / "failures.jsonl").read_text().splitlines()]
-    assert failures and all("television" in f["error"] for f in failures)
-    assert stats["episodes"] + len(failures) == 12
-    assert stats["failures"] == len(failures)
+    assert [f["unit"] for f in failures] == [1, 3, 5, 7, 9, 11]
+    assert all("television" in f["error"] for f in failures)
+    assert stats["episodes"] == 6 and stats["failures"] == 6
 
 
 def test_units_are_a_pure_function_of_the_config(tmp_path):
     a, b = plan_units(_cfg(tmp_path)), plan_units(_cfg(tmp_path / "elsewhere", workers=7))
     assert a == b and len(a) == 200
     assert [u.index for u in a] == list(range(200))
-    assert {u.kind for u in a[:40]} == {"plan"} and {u.kind for u in a[40:]} == {"explore"}
+    assert {u.kind for u in a[:40]} == {"plan"} and {u.kind for u in a[40:160]} == {"explore"}
+    assert {u.kind for u in a[160:]} == {"story"}
+
+
+def test_plans_rotate_so_every_activity_is_collected(tmp_path):
+    from e2wm.world.activities import ALL_ACTIVITIES, UNSEEN_NAMES
+    units = plan_units(_cfg(tmp_path, plans=len(ALL_ACTIVITIES), activities=[], scenes=40))
+    assert sorted(u.activity for u in units if u.kind == "plan") == sorted(a.name for a in ALL_ACTIVITIES)
+    first = [u.activity for u in units[:12]]
+    assert set(first) & UNSEEN_NAMES and set(first) - UNSEEN_NAMES   # held-out ones spread through
+    # Each unit's apartment can pose its activity, and one activity's plans spread over apartments.
+    twice = plan_units(_cfg(tmp_path, plans=2 * len(ALL_ACTIVITIES), activities=[], scenes=40))
+    by = {}
+    for u in twice:
+        by.setdefault(u.activity, set()).add(u.scene)
+    assert sum(len(v) == 2 for v in by.values()) > 0.8 * len(by)
 
 
 def test_a_different_job_in_the_same_directory_is_refused(tmp_path):
@@ -133,23 +156,23 @@ def test_config_errors_name_file_and_field(tmp_path):
     assert CollectConfig.from_dict(preset).plans > 0
 
 
-def test_job_dict_is_what_earlier_manifests_recorded():
-    # Written by the hand-listed job_dict this one replaced: a manifest holding it must still resume.
-    earlier = ('{"activities":["go to sleep","watch tv"],"explorations":40,"explore":{"agents":2,"mix":'
-               '[["walk_room",1.0],["grab",2.5]],"steps":40},"mcts":{"c_base":1000.0,"c_init":10.0,'
-               '"discount":0.9,"excluded":["FIND","RUN"],"goal_verbs":true,"max_depth":25,"prune":true,'
-               '"reward_done":5.0,"reward_new":2.0,"reward_step":-0.1,"reward_undo":-1.5,"room_walks":'
-               '"first","select":"most_visited","simulations":300},"plans":40,"scene_first":0,'
-               '"scene_source":"robothow","scenes":20,"seed":0,"shard_size":50}')
+def test_job_dict_holds_every_job_field_and_no_run_field():
     preset, _ = read_yaml(None, "collect.yaml")
-    cfg = CollectConfig.from_dict({
-        **preset, "activities": ["go to sleep", "watch tv"], "scene_source": "robothow", "workers": 5,
-        "mcts": {"simulations": 300, "excluded": ["FIND", "RUN"], "select": "most_visited", "discount": 0.9},
-        "explore": {"agents": 2, "mix": [["walk_room", 1], ["grab", 2.5]]}})
-    assert canonical_json(cfg.job_dict()) == earlier
-    assert cfg.mcts.excluded == ("FIND", "RUN") and cfg.explore.mix == (("walk_room", 1.0), ("grab", 2.5))
-    assert cfg.to_dict() == {**cfg.job_dict(), "out": "out/collect", "workers": 5, "worker_cpus": 1.0,
+    cfg = CollectConfig.from_dict({**preset, "workers": 5})
+    job = cfg.job_dict()
+    assert {"plans", "explorations", "stories", "mcts", "explore", "story"} <= set(job)
+    assert not {"out", "workers", "worker_cpus", "max_in_flight", "address", "chaos_kill_every"} & set(job)
+    assert cfg.to_dict() == {**job, "out": "out/collect", "workers": 5, "worker_cpus": 1.0,
                              "max_in_flight": 2, "address": "local", "chaos_kill_every": 0}
+
+
+def test_an_output_of_another_engine_version_is_refused(tmp_path):
+    cfg = _cfg(tmp_path, plans=0, explorations=2, stories=0, shard_size=2, workers=1)
+    collect(cfg, log=lambda *a: None)
+    m = json.loads((tmp_path / MANIFEST).read_text())
+    (tmp_path / MANIFEST).write_text(json.dumps({**m, "engine": "e2wm-world/1"}))
+    with pytest.raises(E2WMError, match="engine e2wm-world/1"):
+        collect(cfg, log=lambda *a: None)
 
 
 def _cli_config(monkeypatch, *args) -> CollectConfig:
@@ -198,7 +221,7 @@ def test_robothow_source_plans_toward_each_programs_goal(tmp_path):
     from e2wm.world.scenes import robothow_programs
     names = [p.name for p in robothow_programs()][5:8]
     units = plan_units(_cfg(tmp_path, scene_source="robothow", scene_first=5, scenes=3, plans=7,
-                            explorations=2))
+                            explorations=2, stories=0))
     assert [u.scene for u in units[:7]] == [f"robothow:{names[k % 3]}" for k in range(7)]
     assert all(u.activity is None for u in units[:7])
     assert [u.scene for u in units[7:]] == ["procedural:5", "procedural:6"]
