@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from importlib import resources
 
 from e2wm.collect.config import CollectConfig
 from e2wm.collect.mcts import MCTSConfig
@@ -76,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
 
     co = sub.add_parser("collect", help="collect plan and exploration episodes on Ray (resumable)")
     co.add_argument("--config", default=None, help="YAML job config (default: the packaged quickstart preset)")
+    co.add_argument("--preset", default=None, help="a packaged job instead: paper (E2WM's scale)")
     flags = add_field_flags(co, CollectConfig)
     co.add_argument("--activity", action="append", default=None, help="plan only this activity (repeatable)")
     co.add_argument("--simulations", type=int, default=None,
@@ -87,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     bd.add_argument("--episodes", required=True, help="an `e2wm collect` output directory")
     bd.add_argument("--out", required=True, help="output directory (must not exist)")
     bd.add_argument("--config", default=None, help="YAML data config (default: the packaged preset)")
+    bd.add_argument("--preset", default=None, help="a packaged data config instead: paper")
+    bd.add_argument("--tokenizer", default=None,
+                    help="a tokenizer (path or hub id) to report lengths in tokens on the dataset card")
     flags = add_field_flags(bd, DataConfig)
     _add_set_flag(bd, "weights.counting=2")
     bd.set_defaults(func=_build_data, config_flags=flags)
@@ -150,10 +155,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _plan(args) -> int:
     from e2wm.collect.plans import format_plan_episode, plan_episode
-    from e2wm.world.activities import ACTIVITIES, get_activity
+    from e2wm.world.activities import ALL_ACTIVITIES, UNSEEN_NAMES, get_activity
     if args.list:
-        for a in ACTIVITIES:
-            print(f"{a.name:<32} {'; '.join(a.goals)}")
+        for a in ALL_ACTIVITIES:
+            held = " (held out)" if a.name in UNSEEN_NAMES else ""
+            print(f"{a.name + held:<40} {'; '.join(a.goals)}")
         return 0
     scene = args.scene
     if scene is None:
@@ -171,13 +177,12 @@ def _plan(args) -> int:
 
 
 def _first_fitting_scene(activity, start: int) -> str:
-    from e2wm.world.graph import Scene
-    from e2wm.world.procedural import generate_apartment
-    for seed in range(start, start + 1000):
-        if activity.fits(Scene.from_dict(generate_apartment(seed))):
-            return f"procedural:{seed}"
-    raise E2WMError(f"activity {activity.name!r}: no procedural apartment from seed {start} on has "
-                    f"{', '.join(activity.classes())}")
+    from e2wm.collect.run import activity_hosts
+    seeds = activity_hosts([activity], range(start, start + 1000))[activity.name]
+    if seeds:
+        return f"procedural:{seeds[0]}"
+    raise E2WMError(f"activity {activity.name!r}: no procedural apartment from seed {start} on can "
+                    f"pose it (it needs {', '.join(activity.classes())}, with work left on each)")
 
 
 def _explore(args) -> int:
@@ -209,12 +214,16 @@ def _collect(args) -> int:
 
 def _build_data(args) -> int:
     from e2wm.data.builder import build_data
-    s = build_data(args.episodes, args.out, _job_config(DataConfig, args, "data.yaml"))
+    s = build_data(args.episodes, args.out, _job_config(DataConfig, args, "data.yaml"),
+                   tokenizer=args.tokenizer)
     for task, v in s["train"].items():
         print(f"  train {task:<22} {v['rows']:>6} rows (weight {v['weight']})")
     for suite, v in s["eval"].items():
-        print(f"  eval  {suite:<22} {v['rows']:>6} rows ({v['format']}; {v['dropped_overlap']} dropped as "
-              f"overlapping training)")
+        print(f"  eval  {suite:<26} {v['rows']:>6} rows ({v['format']}; {sum(v['dropped'].values())} "
+              f"dropped by the leak guard or as repeats)")
+    cov = s["coverage"]
+    print(f"  library activities trained on: {cov['trained']}/{cov['library']}; first-room mismatch "
+          f"{s['plans']['first_room_mismatch']:.1%}")
     print(f"wrote {args.out} (train/, eval/, hf/ DatasetDict, README.md); train/eval overlaps: {s['overlaps']}")
     return 0
 
@@ -227,6 +236,13 @@ def _add_set_flag(parser, example: str) -> None:
 
 def _job_config(cls, args, preset: str, flags: dict | None = None, sets=()):
     """`cls` from --config (or the preset), then its field flags and `flags`, then `sets` and --set."""
+    if getattr(args, "preset", None):
+        if args.config:
+            raise E2WMError("give --config or --preset, not both")
+        preset = f"{preset.removesuffix('.yaml')}-{args.preset}.yaml"
+        known = sorted(p.name for p in resources.files("e2wm").joinpath("presets").iterdir())
+        if preset not in known:
+            raise E2WMError(f"--preset {args.preset}: no packaged preset {preset}; have {', '.join(known)}")
     data, where = read_yaml(args.config, preset)
     given = {**flag_values(args, args.config_flags), **(flags or {})}
     sets = [*sets, *(args.set or ())]

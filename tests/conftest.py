@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from e2wm.collect.explore import ExploreConfig, explore_episode
+from e2wm.collect.explore import STORY, ExploreConfig, explore_episode
 from e2wm.collect.mcts import MCTSConfig
 from e2wm.collect.plans import plan_episode
 from e2wm.world.activities import ActivityError
@@ -61,12 +61,13 @@ def robothow_init() -> dict:
 
 
 ACTS = ("go to sleep", "turn on light", "put away dishes", "make bed", "hang up towel", "wipe kitchen counter",
-        "brush teeth", "put groceries in fridge", "open window", "take a nap")
+        "brush teeth", "put groceries in fridge", "open window", "take a nap", "iron a shirt", "brush hair")
 
 
 @lru_cache(maxsize=None)
 def small_collection_text() -> str:
-    """Plan and exploration episodes from 8 procedural apartments, as one shard's JSON lines (cached)."""
+    """Plans (of ACTS, two of them held out), multi-agent explorations and single-agent counting
+    stories from 8 procedural apartments, as one shard's JSON lines (cached)."""
     eps = []
     for seed in range(8):
         for a in ACTS:
@@ -75,7 +76,8 @@ def small_collection_text() -> str:
             except ActivityError:
                 pass
         for u in range(4):
-            eps.append(explore_episode(f"procedural:{seed}", ExploreConfig(steps=40), seed, 100 + u))
+            eps.append(explore_episode(f"procedural:{seed}", ExploreConfig(), seed, 100 + u))
+            eps.append(explore_episode(f"procedural:{seed}", STORY, seed, 200 + u))
     return "".join(e.content_json() + "\n" for e in eps)
 
 

@@ -139,7 +139,7 @@ def goal_phrase(fact_text: str, names: dict | None = None) -> str | None:
 
 def items(fact_texts, lines=(), names: dict | None = None) -> list[str]:
     """The distinct nouns named by the facts, then by the script lines, in first-mention order
-    (rooms included, characters not): the "Given items include ..." list."""
+    (rooms included, characters not): the given-items list of a plan prompt."""
     seen = {}
     classes = [c for t in fact_texts for c in _parse_fact(t, names)[1:] if c]
     classes += [_cls(a.name, a.id, names) for l in lines for a in parse_line(l).args]

@@ -1,18 +1,22 @@
 """Collected episodes in, a train / evaluation split out: held-out scenes and held-out activities.
 
 Evaluation gets every episode of the held-out scenes and every plan of the held-out ("unseen")
-activities, wherever it ran; training gets the rest. Both draws come from the seed, so the split
+activities, wherever it ran; training gets the rest. Loading checks each episode against a
+re-execution (`e2wm.collect.verify`). Both draws come from the seed, so the split
 is a pure function of (episodes, fractions, seed).
 """
 from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from e2wm.collect.episodes import Episode
+from e2wm.collect.verify import verify
 from e2wm.errors import E2WMError
+from e2wm.world.activities import UNSEEN_NAMES
 
 
 def load_episodes(directory: str | Path) -> list[Episode]:
@@ -25,11 +29,13 @@ def load_episodes(directory: str | Path) -> list[Episode]:
     for path in shards:
         for k, line in enumerate(path.read_text().splitlines(), 1):
             try:
-                out.append(Episode.from_dict(json.loads(line)))
+                ep = Episode.from_dict(json.loads(line))
+                verify(ep)
             except json.JSONDecodeError as e:
                 raise E2WMError(f"{path}:{k}: malformed JSON: {e.msg}") from None
             except E2WMError as e:
                 raise E2WMError(f"{path}:{k}: {e}") from None
+            out.append(ep)
     return out
 
 
@@ -42,13 +48,33 @@ class Split:
 
 
 def split(episodes: list[Episode], eval_fraction: float, unseen_fraction: float, seed: int) -> Split:
+    """Held-out scenes and activities, drawn with the seed.
+
+    Unseen activities: the library's held-out set (`UNSEEN_ACTIVITIES`) wherever it was collected,
+    plus `unseen_fraction` of the other activities. Held-out scenes are drawn one at a time, and
+    a scene is passed over when holding it out would leave a seen activity without a successful
+    training plan, so every seen activity is trained on (when the collection allows: too few
+    such scenes, and the rest are drawn regardless).
+    """
     rng = random.Random(f"split:{seed}")
     scenes = sorted({e.scene for e in episodes})
     n_eval = max(1, round(eval_fraction * len(scenes))) if len(scenes) > 1 else 0
-    held = set(rng.sample(scenes, n_eval))
     activities = sorted({e.activity for e in episodes if e.kind == "plan" and e.activity})
-    n_unseen = round(unseen_fraction * len(activities)) if len(activities) > 1 else 0
-    unseen = set(rng.sample(activities, n_unseen))
+    fixed = sorted(set(activities) & UNSEEN_NAMES)
+    others = [a for a in activities if a not in UNSEEN_NAMES]
+    n_unseen = round(unseen_fraction * len(others)) if len(others) > 1 else 0
+    unseen = set(fixed) | set(rng.sample(others, n_unseen))
+    homes: dict[str, Counter] = {}   # seen activity -> scene -> successful plans there
+    for e in episodes:
+        if e.kind == "plan" and e.success and e.activity and e.activity not in unseen:
+            homes.setdefault(e.activity, Counter())[e.scene] += 1
+    held: set[str] = set()
+    order = rng.sample(scenes, len(scenes))
+    for scene in order:
+        if len(held) < n_eval and all(sum(n for s, n in c.items() if s not in held and s != scene)
+                                      for c in homes.values()):
+            held.add(scene)
+    held.update([s for s in order if s not in held][:n_eval - len(held)])   # a small collection
     is_eval = [e.scene in held or (e.kind == "plan" and e.activity in unseen) for e in episodes]
     return Split([e for e, v in zip(episodes, is_eval) if not v], [e for e, v in zip(episodes, is_eval) if v],
                  tuple(sorted(held)), tuple(sorted(unseen)))

@@ -30,7 +30,8 @@ def scripted_episode(script=SCRIPT) -> Episode:
         ok = w.step(line, agent).ok
         moves = [{"object": n, "from": before[n], "to": location(w, n)} for n in things
                  if location(w, n) != before[n] and n not in (94, 95)]
-        steps.append({"agent": agent, "kind": "scripted", "line": line, "ok": ok, "moves": moves})
+        steps.append({"agent": agent, "kind": "scripted", "line": line, "ok": ok, "moves": moves,
+                      "room": w.room_of(w.agents[agent])})
         named |= set(parse_line(line).ids) | {m["object"] for m in moves}
     return Episode(key="scripted", kind="explore", scene=SCENE, seed=0, unit=0, agents=2,
                    names={str(n): w.scene.class_name[n] for n in sorted(named)}, steps=steps)
@@ -50,19 +51,39 @@ def test_the_story_of_a_scripted_episode():
     for text, pattern in zip(story.sentences, expected):
         assert re.fullmatch(pattern, text), (text, pattern)
     assert story.text() == " ".join(story.sentences)
-    assert story.final == {"kettle": ("held", a), "beer": ("on", "desk"), "soap": ("on", "bed")}
+    assert sorted((p.prep, p.receptacle, tuple(p.items)) for p in story.places) == [
+        ("on", "bathroom counter", ()), ("on", "bed", ("soap",)), ("on", "coffee table", ()),
+        ("on", "desk", ("beer",)), ("on", "kitchen counter", ())]
     assert story.paths == {"kettle": ["kitchen", "living room", "kids bedroom"],
                            "beer": ["living room", "kids bedroom"], "soap": ["bathroom", "bedroom"]}
     assert story.ambiguous == {"character"}
-    assert story.timeline[0] == {"agent_room": {a: "kitchen"},
-                                 "object_room": {"kettle": "kitchen", "beer": "living room",
-                                                 "soap": "bathroom"},
-                                 "holding": {a: [], b: []}}
+    assert story.timeline[0]["agent_room"] == {a: "kitchen"}
     assert story.timeline[7]["holding"] == {a: ["beer", "kettle"], b: ["soap"]}
-    assert story.timeline[-1] == {"agent_room": {a: "kids bedroom", b: "bedroom"},
-                                  "object_room": {"kettle": "kids bedroom", "beer": "kids bedroom",
-                                                  "soap": "bedroom"},
-                                  "holding": {a: ["kettle"], b: []}}
+    assert story.timeline[-1]["agent_room"] == {a: "kids bedroom", b: "bedroom"}
+    assert story.timeline[-1]["holding"] == {a: ["kettle"], b: []}
+    assert story.timeline[-1]["rooms"] == ["bathroom", "bedroom", "kids bedroom", "kitchen", "living room"]
+
+
+def test_two_objects_sharing_a_name_are_never_counted():
+    # The kettle and a second object renamed "kettle" both end on the coffee table: a reader could
+    # not tell how many kettles there are, so the coffee table is no counting place.
+    ep = scripted_episode(SCRIPT[:7] + [(0, "[Grab] <beer> (37)"), (0, "[PutBack] <beer> (37) <coffee_table> (26)")])
+    counted = {p.receptacle: p.items for p in tell(ep, random.Random(0)).places}
+    assert counted["coffee table"] == ["beer", "kettle"]
+    ep.names["37"] = ep.names["18"]
+    story = tell(ep, random.Random(0))
+    assert "kettle" in story.ambiguous
+    assert "coffee table" not in {p.receptacle for p in story.places}
+
+
+def test_short_paths_cut_the_story_before_a_revisit():
+    ep = scripted_episode()
+    story = tell(ep, random.Random(0))
+    cut, path = story.short_paths()["kettle"]
+    assert path == ["kitchen", "living room", "kids bedroom"] and cut == len(story.sentences)
+    assert story.short_paths(high=2)["kettle"][1] == ["kitchen", "living room"]
+    cut2 = story.short_paths(high=2)["kettle"][0]
+    assert story.path("kettle", cut2) == ["kitchen", "living room"]
 
 
 def test_a_noun_naming_two_nodes_is_ambiguous():

@@ -1,84 +1,74 @@
-"""Exploration-story suites (E2WM sets 9-11): counting QA ("How many items are there on the desk?",
-options 0-4), object path tracking (the rooms an object appeared in, generated) and object location
-QA ("Where was the hat before the bedroom?", six room options). Stories come from `tell`; every
-answer is read from the story's record, so it agrees with the text. Questions avoid nouns that name
-several nodes of the episode."""
+"""Exploration-story suites (E2WM sets 9-11): counting QA over single-agent stories ("How many items
+are there on the desk?", options "0".."4" in order, answers spread by `CountChooser`), object
+path tracking over multi-agent stories (2-5 rooms, generated) and object location QA ("Where was
+the hat before / after the bedroom?", the options being the rooms the story names, in one fixed
+order). Every answer is read from the story's record, so it agrees with the text."""
 from __future__ import annotations
 
 import random
 
-from e2wm.data.render import ROOMS, noun
+from e2wm.data.prompts import COUNT_OPTIONS, Templates
+from e2wm.data.render import ROOM_NAMES, noun
 from e2wm.data.stories import tell
 from e2wm.data.suites.options import gen_row, mc_row, shots
-from e2wm.errors import E2WMError
+from e2wm.data.views import CountChooser, explorations, stories
 
 SUITES = {"count_qa": "mc", "obj_path": "gen", "obj_location": "mc"}
 SHOTS = {"count_qa": 5, "obj_path": 2, "obj_location": 2}
-OPTIONS = {"count_qa": 5, "obj_location": 6}
-DIGITS = ("0", "1", "2", "3", "4")
-ROOM_NOUNS = sorted({noun(r) for r in ROOMS})
-
-
-def explorations(episodes) -> list:
-    return [e for e in episodes if e.kind == "explore" and e.steps]
+ROOM_ORDER = tuple(noun(r) for r in ROOM_NAMES)   # the fixed order of object-location options
+MAX_ROOMS, MIN_ROOMS = 6, 3
 
 
 def before(path) -> list[tuple[str, str]]:
-    """(room, the room before it) for the rooms a path enters once."""
-    return [(r, path[i - 1]) for i, r in enumerate(path) if i and path.count(r) == 1]
+    """(room, the room before it) along a path without revisits."""
+    return [(r, path[i - 1]) for i, r in enumerate(path) if i]
 
 
-def questions(name: str, story, ep) -> list[tuple[str, str, list]]:
-    """Every (query, answer, distractors) suite `name` asks about one story."""
-    text, clear = story.text(), lambda n: n not in story.ambiguous
+def after(path) -> list[tuple[str, str]]:
+    return [(r, path[i + 1]) for i, r in enumerate(path[:-1])]
+
+
+def questions(name: str, story, t: Templates, chooser: CountChooser | None = None):
+    """Every (query, answer, options, question) suite `name` asks about one story."""
     if name == "count_qa":
-        places = set()   # (relation, receptacle) of every place an object left or reached
-        for m in (m for s in ep.steps for m in s["moves"]):
-            for loc in (m["from"], m["to"]):
-                if loc["relation"] in ("ON", "INSIDE"):
-                    places.add((loc["relation"], noun(ep.names[str(loc["target"])])))
-        out = []
-        for rel, target in sorted(places):
-            n = sum(v == (rel.lower(), target) for v in story.final.values())
-            if clear(target) and n < len(DIGITS):
-                where = "on" if rel == "ON" else "in"
-                out.append((f"Q: {text} How many items are there {where} the {target}?\nA:",
-                            str(n), DIGITS))
-        return out
-    paths = {o: p for o, p in sorted(story.paths.items()) if clear(o)}
-    if name == "obj_path":
-        return [(f"{text}\nQuestion: What is the order of the rooms where the {o} appeared?\nAnswer:",
-                 ", ".join(p), []) for o, p in paths.items()]
-    return [(f"{text}\nQuestion: Where was the {o} before the {r}?\nAnswer:", prev, ROOM_NOUNS)
-            for o, p in paths.items() for r, prev in before(p)]
+        place = chooser.choose(story)
+        if place is None:
+            return []
+        query = t.count_query(story.text(), place.prep, place.receptacle)
+        return [(query, str(len(place.items)), list(COUNT_OPTIONS), query)]
+    out = []
+    for obj, (cut, path) in story.short_paths().items():
+        text = story.text(cut)
+        if name == "obj_path":
+            out.append((t.path_query(text, obj), ", ".join(path), None, None))
+            continue
+        named = set(story.timeline[cut - 1]["rooms"])
+        options = [r for r in ROOM_ORDER if r in named][:MAX_ROOMS]
+        for when, pairs in (("before", before(path)), ("after", after(path))):
+            for room, answer in pairs:
+                if len(options) >= MIN_ROOMS and answer in options:
+                    query = t.location_query(text, obj, when, room)
+                    out.append((query, answer, options, query))
+    return out
 
 
-def build_from(ask, kinds, shot_counts, options, name, eval_episodes, train_episodes, rng):
-    """Rows of a story suite: `ask(name, story, ep, rng)` lists an episode's (query, answer,
-    distractors); each eval episode's questions share exemplars, one question from each of
-    `shot_counts[name]` training stories."""
-    train = explorations(train_episodes)
+def build(name: str, eval_episodes, train_episodes, rng: random.Random, t: Templates) -> list[dict]:
+    source = stories if name == "count_qa" else explorations
+    counts = (CountChooser(rng), CountChooser(rng)) if name == "count_qa" else (None, None)
+    train = source(train_episodes)
     rows = []
-    for ep in explorations(eval_episodes):
-        asked = ask(name, tell(ep, rng), ep, rng)
+    for ep in source(eval_episodes):
+        asked = questions(name, tell(ep, rng), t, counts[0])
         if not asked:
             continue
         exemplars = []
-        for e in shots(train, shot_counts[name], rng):
-            if qs := ask(name, tell(e, rng), e, rng):
-                q, a, _ = rng.choice(qs)
-                exemplars.append(f"{q} {a}")
-        for query, answer, distractors in asked:
-            if kinds[name] == "gen":
-                rows.append(gen_row(exemplars, query, answer))
-                continue
-            try:
-                rows.append(mc_row(exemplars, query, answer, distractors, rng, options[name]))
-            except E2WMError:
-                continue
+        for e in shots(train, SHOTS[name], rng):
+            if qs := questions(name, tell(e, rng), t, counts[1]):
+                query, answer, *_ = rng.choice(qs)
+                exemplars.append(t.solved(name, query, answer))
+        for query, answer, options, question in asked:
+            if SUITES[name] == "gen":
+                rows.append(gen_row(t, name, exemplars, query, answer, episode=ep.key))
+            else:
+                rows.append(mc_row(t, name, exemplars, query, answer, options, question, episode=ep.key))
     return rows
-
-
-def build(name: str, eval_episodes, train_episodes, rng: random.Random) -> list[dict]:
-    return build_from(lambda n, story, ep, _: questions(n, story, ep), SUITES, SHOTS, OPTIONS,
-                      name, eval_episodes, train_episodes, rng)

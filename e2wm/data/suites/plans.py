@@ -1,12 +1,14 @@
-"""Plan generation suites (E2WM sets 1-4): "Q: How to <activity>? Given items include ... <conditions>
-A:" -> the plan. Seen suites hold activities the training episodes plan, unseen ones the rest;
-confusing ones add distractor items and conditions taken from other episodes."""
+"""Plan generation suites (E2WM sets 1-4): an activity, its items and conditions -> the plan. Seen suites hold activities the training episodes plan, unseen ones the rest;
+confusing ones add distractor items and conditions taken from other episodes. Seen and confusing
+rows come from the same episodes, so the leak guard keeps or drops them together."""
 from __future__ import annotations
 
 import random
 
-from e2wm.data.render import condition, items, plan_text
+from e2wm.data.prompts import Templates
+from e2wm.data.render import condition, items
 from e2wm.data.suites.options import gen_row, shots
+from e2wm.data.views import pair, plan_of, plan_parts, plans
 from e2wm.world.facts import Fact
 
 SUITES = {"plan_gen": "gen", "plan_gen_unseen": "gen", "plan_gen_confusing": "gen",
@@ -15,23 +17,10 @@ SHOTS = 2
 DISTRACTORS = 2   # distractor objects per confusing query, each with its conditions
 
 
-def plans(episodes) -> list:
-    return [e for e in episodes if e.kind == "plan" and e.success and e.activity and e.steps]
-
-
-def query(activity: str, item_list, sentences) -> str:
-    return f"Q: How to {activity}? Given items include {', '.join(item_list)}. {' '.join(sentences)}\nA:"
-
-
-def _parts(ep) -> tuple[list[str], list[str]]:
-    return items(ep.conditions, ep.lines, ep.names), \
-        [c for c in (condition(t, ep.names) for t in ep.conditions) if c]
-
-
 def _confuse(ep, others, rng: random.Random) -> tuple[list[str], list[str]]:
     """The episode's items and conditions with those of up to DISTRACTORS objects it does not name
     (from `others`) inserted at random positions."""
-    item_list, sentences = _parts(ep)
+    item_list, sentences = plan_parts(ep)
     extra = {}   # distractor noun -> (the first node of that noun, its condition sentences)
     for o in others:
         for t in o.conditions:
@@ -48,7 +37,7 @@ def _confuse(ep, others, rng: random.Random) -> tuple[list[str], list[str]]:
     return item_list, sentences
 
 
-def build(name: str, eval_episodes, train_episodes, rng: random.Random) -> list[dict]:
+def build(name: str, eval_episodes, train_episodes, rng: random.Random, t: Templates) -> list[dict]:
     eval_episodes, train_episodes = list(eval_episodes), list(train_episodes)
     train, evals = plans(train_episodes), plans(eval_episodes)
     seen = {e.activity for e in train}
@@ -62,8 +51,9 @@ def build(name: str, eval_episodes, train_episodes, rng: random.Random) -> list[
                           if o.scene == ep.scene and o.activity != ep.activity]
             parts = _confuse(ep, same_scene or train, rng)
         else:
-            parts = _parts(ep)
-        exemplars = [f"{query(e.activity, *_parts(e))} {plan_text(e.lines, e.names)}"
+            parts = plan_parts(ep)
+        exemplars = [t.solved("plan_generation", t.plan_query(e.activity, *plan_parts(e)), plan_of(e))
                      for e in shots(train, SHOTS, rng)]
-        rows.append(gen_row(exemplars, query(ep.activity, *parts), plan_text(ep.lines, ep.names)))
+        rows.append(gen_row(t, "plan_generation", exemplars, t.plan_query(ep.activity, *parts),
+                            plan_of(ep), pair=list(pair(ep)), episode=ep.key))
     return rows

@@ -1,27 +1,26 @@
 """Training tasks: each module turns episodes into k-shot rows `{"task", "input", "ref", "weight"}`.
 
-A task module has `TASK`, `WEIGHT`, `SHOTS` and `build(episodes, rng, shots, weight)`; the training
-text of a row is `input + ref` (a ref starts with a space). The exemplars of a query are other
-episodes' questions with their answers, each block separated by a blank line.
+A task module has `TASK`, `WEIGHT`, `SHOTS` and `build(episodes, rng, templates, weight)`; a row's
+training text is f"{input} {ref}\\n" (E2WM's). The exemplars of a query are other episodes'
+questions with their answers, joined as `e2wm.data.prompts` says.
 """
 from __future__ import annotations
 
 import random
 
-BLOCK = "\n\n"
+from e2wm.data.prompts import Templates
 
 
 def assemble(task: str, examples: list[tuple[str, str] | None], rng: random.Random, shots: int,
-             weight: float, head: str | None = None) -> list[dict]:
-    """One row per episode with an example (prompt, ref); None marks an episode with no question.
+             weight: float, templates: Templates, head: str | None = None) -> list[dict]:
+    """One row per episode with an example (query, ref); None marks an episode with no question.
     Each row's exemplars are up to `shots` other episodes' examples, drawn with `rng`."""
     have = [i for i, x in enumerate(examples) if x is not None]
     rows = []
     for i in have:
         others = [j for j in have if j != i]
-        blocks = [head] if head else []
-        blocks += ["".join(examples[j]) for j in rng.sample(others, min(shots, len(others)))]
-        prompt, ref = examples[i]
-        rows.append({"task": task, "input": BLOCK.join(blocks + [prompt]), "ref": ref,
+        blocks = [templates.solved(task, *examples[j]) for j in rng.sample(others, min(shots, len(others)))]
+        query, ref = examples[i]
+        rows.append({"task": task, "input": templates.prompt(task, blocks, query, head), "ref": ref,
                      "weight": weight})
     return rows
