@@ -17,8 +17,7 @@ from e2wm.config import build
 from e2wm.errors import E2WMError
 from e2wm.world.legal import line_text
 from e2wm.world.rules import possible
-from e2wm.world.vocab import (ACTION_ARITY, ACTION_NAMES, CLOSED, DRINKABLE, LYING, POURABLE, R_INSIDE,
-                              SITTING)
+from e2wm.world.vocab import ACTION_ARITY, ACTION_NAMES, DRINKABLE, LYING, POURABLE, SITTING
 
 # E2WM's pruning: Find and Run, and the verbs it judged useless for plans.
 E2WM_EXCLUDED = ("FIND", "RUN", "DRINK", "LOOKAT", "POINTAT", "GREET", "READ", "TOUCH", "TYPE",
@@ -101,10 +100,7 @@ class WorldEnv:
         return tuple(sorted(self.w.held(self.c)))
 
     def closed_container(self, x: int) -> int | None:
-        """The lowest-id CLOSED non-room node that x is INSIDE, if any."""
-        w, rooms = self.w, self.w.scene.rooms
-        boxes = [b for b in w.out(x, R_INSIDE) if b not in rooms and w.states(b) & CLOSED]
-        return min(boxes) if boxes else None
+        return self.w.closed_container(x)
 
     def truth(self, facts) -> int:
         """Bit i set when facts[i] holds."""

@@ -103,16 +103,16 @@ def tell(ep: Episode, rng: random.Random) -> Story:
         agent = s["agent"]
         unknown = narrator.room[agent] is None
         text = narrator.narrate(s, names, lambda _, room=s["room"]: room)
-        for m in s["moves"]:
-            where[m["object"]] = m["to"]
-        if text is None:
-            continue
-        if unknown and narrator.room[agent] is None:
+        if text is not None and unknown and narrator.room[agent] is None:
             # The first thing told of this agent happens where it started: say where that is,
             # so every room an object path names has been named by the story.
             narrator.room[agent] = s["room"]
             sentences.append(f"{agents[agent]} was in the {said(s['room'])}.")
-            timeline.append(_state(timeline, agents, narrator, where, said, chars, named))
+            timeline.append(_state(agents, narrator, where, said, chars, named))
+        for m in s["moves"]:
+            where[m["object"]] = m["to"]
+        if text is None:
+            continue
         sentences.append(text)
         n = len(sentences) - 1
         for m in s["moves"]:
@@ -120,7 +120,7 @@ def tell(ep: Episode, rng: random.Random) -> Story:
             for r in (m["from"]["room"], m["to"]["room"]):
                 if r is not None and (not seq or seq[-1][1] != said(r)):
                     seq.append((n, said(r)))
-        timeline.append(_state(timeline, agents, narrator, where, said, chars, named))
+        timeline.append(_state(agents, narrator, where, said, chars, named))
 
     nodes = defaultdict(set)
     for i, cls in names.items():
@@ -130,7 +130,7 @@ def tell(ep: Episode, rng: random.Random) -> Story:
                  ambiguous)
 
 
-def _state(timeline, agents, narrator, where, said, chars, named) -> dict:
+def _state(agents, narrator, where, said, chars, named) -> dict:
     """The state after the latest sentence (see `tell`)."""
     holding = defaultdict(list)
     for o, loc in where.items():

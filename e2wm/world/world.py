@@ -73,9 +73,11 @@ class World:
 
     def check(self, line: str | ScriptLine, agent: int = 0) -> bool:
         """Whether `line` would succeed now; no side effects."""
-        rule, ids = self._resolve(line)
-        c = self._char(agent)
-        return rule is not None and rule[0](self, c, *ids) is None
+        rule, ids = self.scene.lines.get(line) or self._resolve(line)   # the planner's hot path
+        chars = self.scene.characters
+        if not 0 <= agent < len(chars):
+            self._char(agent)   # raises AgentError
+        return rule is not None and rule[0](self, chars[agent], *ids) is None
 
     def why_not(self, line: str | ScriptLine, agent: int = 0) -> str | None:
         """None when `line` would succeed now, else the reason."""
@@ -193,6 +195,12 @@ class World:
         """Inside a CLOSED container that is not a room."""
         rooms, st = self.scene.rooms, self._states
         return any(st[x] & CLOSED and x not in rooms for x in self._adj.get(n * 8 + R_INSIDE, EMPTY))
+
+    def closed_container(self, n: int) -> int | None:
+        """The lowest-id CLOSED non-room node that n is INSIDE, if any."""
+        rooms, st = self.scene.rooms, self._states
+        boxes = [x for x in self._adj.get(n * 8 + R_INSIDE, EMPTY) if st[x] & CLOSED and x not in rooms]
+        return min(boxes) if boxes else None
 
     def free_hand(self, c: int) -> int | None:
         if not self._adj.get(c * 8 + R_HOLDS_RH):
