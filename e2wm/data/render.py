@@ -62,6 +62,9 @@ _FORMS = {
     "SLEEP": ("Sleep.", "slept"), "WAKEUP": ("Wake up.", "woke up"),
 }
 
+# The imperative plan sentence of each action; `e2wm.data.plan_parse` reads plans back through it.
+PLAN_FORMS = {action: forms[0] for action, forms in _FORMS.items()}
+
 _STATES = {"ON": "on", "OFF": "off", "OPEN": "open", "CLOSED": "closed", "PLUGGED_IN": "plugged in",
            "PLUGGED_OUT": "unplugged", "CLEAN": "clean", "DIRTY": "dirty"}
 # What a character's own fact means, as a goal phrase ("you ..."); the rest are not goals one states.
@@ -107,7 +110,7 @@ def sentence(line: str, names: dict | None = None) -> str:
     """One script line as an imperative plan sentence: `[PutIn] <mug> (1) <fridge> (2)` ->
     "Put mug in fridge."."""
     sl = parse_line(line)
-    return _FORMS[sl.action][0].format(*(noun(_cls(a.name, a.id, names)) for a in sl.args))
+    return PLAN_FORMS[sl.action].format(*(noun(_cls(a.name, a.id, names)) for a in sl.args))
 
 
 def plan_text(lines, names: dict | None = None) -> str:
