@@ -1,0 +1,1 @@
+"""Evaluation: score models on E2WM-format suites (multiple choice by likelihood, generation)."""
