@@ -3,8 +3,8 @@
 A plan such as "Walk to kitchen. Open fridge. Put mug in fridge." is split into sentences, each
 matched against the imperative form of every action (`render.PLAN_FORMS`, the same table that
 writes them), and each noun resolved to a node of the scene whose class renders as that noun.
-A noun several nodes share resolves to one of the `prefer` nodes when given (an episode's named
-nodes), else to the lowest id. Each sentence gives a `Step`: its script line, or why it has none,
+A noun several nodes share resolves to the earliest of the `prefer` nodes that it names (an
+item's goal nodes first, then the others its episode names), else to the lowest id. Each sentence gives a `Step`: its script line, or why it has none,
 so a generated plan can be scored step by step rather than rejected whole.
 """
 from __future__ import annotations
@@ -49,13 +49,15 @@ def parse_plan(text: str, scene, prefer=()) -> list[Step]:
     for i, cls in sorted(scene.class_name.items()):
         if scene.category.get(i) != "Characters":
             by_noun.setdefault(noun(cls), []).append(i)
-    prefer = {int(i) for i in prefer}
+    rank = {}
+    for i in prefer:
+        rank.setdefault(int(i), len(rank))
 
     def node(word: str) -> int | None:
         ids = by_noun.get(word.strip().lower())
         if not ids:
             return None
-        return next((i for i in ids if i in prefer), ids[0])
+        return min(ids, key=lambda i: (rank.get(i, len(rank)), i))
 
     steps = []
     for sent in sentences(text):

@@ -37,6 +37,16 @@ def _confuse(ep, others, rng: random.Random) -> tuple[list[str], list[str]]:
     return item_list, sentences
 
 
+def world_ref(ep) -> dict:
+    """Where the plan starts, what it must make true and the nodes it names, in order of
+    preference when a noun names several: the extra field
+    `e2wm.eval.executability` runs a generated plan with (E2WM's readers ignore it)."""
+    goal_nodes = [n for g in ep.goals for n in Fact.parse(g).nodes()]
+    named = sorted(int(i) for i in ep.names)
+    return {"scene": ep.scene, "goals": list(ep.goals),
+            "nodes": list(dict.fromkeys(goal_nodes + named))}   # goal nodes first: they win a noun
+
+
 def build(name: str, eval_episodes, train_episodes, rng: random.Random, t: Templates) -> list[dict]:
     eval_episodes, train_episodes = list(eval_episodes), list(train_episodes)
     train, evals = plans(train_episodes), plans(eval_episodes)
@@ -55,5 +65,5 @@ def build(name: str, eval_episodes, train_episodes, rng: random.Random, t: Templ
         exemplars = [t.solved("plan_generation", t.plan_query(e.activity, *plan_parts(e)), plan_of(e))
                      for e in shots(train, SHOTS, rng)]
         rows.append(gen_row(t, "plan_generation", exemplars, t.plan_query(ep.activity, *parts),
-                            plan_of(ep), pair=list(pair(ep)), episode=ep.key))
+                            plan_of(ep), pair=list(pair(ep)), episode=ep.key, world=world_ref(ep)))
     return rows
