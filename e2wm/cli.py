@@ -96,6 +96,17 @@ def _parser() -> argparse.ArgumentParser:
     _add_set_flag(bd, "weights.counting=2")
     bd.set_defaults(func=_build_data, config_flags=flags)
 
+    ev = sub.add_parser("eval", help="score a model (and adapter) on suites in E2WM's released format")
+    ev.add_argument("--model", default="tiny", help="a local directory, a hub id, or tiny")
+    ev.add_argument("--adapter", default=None, help="a LoRA adapter directory (`e2wm export` output)")
+    ev.add_argument("--suites", nargs="+", required=True, help="suite files or directories of them")
+    ev.add_argument("--only", nargs="+", default=(), help="suite names (file stems) to keep")
+    ev.add_argument("--limit", type=int, default=0, help="items per suite (0: all)")
+    ev.add_argument("--num-beams", type=int, default=4, help="beam width for generation (1: greedy)")
+    ev.add_argument("--max-new-tokens", type=int, default=256)
+    ev.add_argument("--out", default="out/eval", help="where results.json and results.md go")
+    ev.set_defaults(func=_eval)
+
     fi = sub.add_parser("fisher", help="diagonal Fisher of the base weights (single process, or under "
                         "torchrun / deepspeed: python -m e2wm.train.fisher)", add_help=False)
     fi.set_defaults(func=_fisher)
@@ -265,6 +276,18 @@ def _train(args) -> int:
 def _export(args) -> int:
     from e2wm.train.export import export
     print(f"wrote {export(args.checkpoint, args.out)}")
+    return 0
+
+
+def _eval(args) -> int:
+    from e2wm.eval.harness import EvalConfig, evaluate
+    if args.limit < 0 or args.num_beams < 1 or args.max_new_tokens < 1:
+        raise E2WMError("eval: --limit must be >= 0, --num-beams and --max-new-tokens >= 1")
+    cfg = EvalConfig(model=args.model, adapter=args.adapter, suites=tuple(args.suites),
+                     only=tuple(args.only), limit=args.limit, out=args.out, num_beams=args.num_beams,
+                     max_new_tokens=args.max_new_tokens)
+    evaluate(cfg)
+    print(f"wrote {args.out}/results.json and results.md")
     return 0
 
 

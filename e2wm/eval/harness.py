@@ -1,0 +1,188 @@
+"""`e2wm eval`: a model (and optionally a LoRA adapter) scored on suites in E2WM's released format.
+
+Suite files (ours or E2WM's own) are read by `read_eval`. Multiple choice is scored by option
+likelihood (`scoring`), with both normalisations reported and E2WM's per-suite default as the
+headline; generation is decoded with beam search (4 beams, 256 new tokens, the first line kept)
+and scored by ROUGE (plan suites, plus executability when rows carry a "world"), the contiguous
+LCS ratio (room paths) or exact match. Writes `results.json` and `results.md` under `--out`.
+Single process for now; the device comes from DeepSpeed's accelerator.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from e2wm.data.eval_format import read_eval
+from e2wm.errors import E2WMError
+from e2wm.eval.executability import execute
+from e2wm.eval.metrics import exact_match, first_line, lcs_ratio, rouge
+from e2wm.eval.scoring import CALIBRATION_PROMPT, NORMS, option_scores
+
+UN_SUITES = ("housework_qa", "neg_housework_qa", "act_infer")   # E2WM's 'un' suites; the rest 'ln'
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    model: str = "tiny"
+    adapter: str | None = None
+    suites: tuple[str, ...] = ()        # directories (every *.json / *.jsonl in them) or files
+    only: tuple[str, ...] = ()          # suite names to keep (file stems)
+    limit: int = 0                      # items per suite (0: all)
+    out: str = "out/eval"
+    num_beams: int = 4                  # 1: greedy
+    max_new_tokens: int = 256
+
+
+def suite_files(cfg: EvalConfig) -> list[Path]:
+    files = []
+    for s in cfg.suites:
+        p = Path(s)
+        if p.is_dir():
+            files += sorted(x for x in p.iterdir() if x.suffix in (".json", ".jsonl"))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise E2WMError(f"{p}: no such suite file or directory")
+    stems = [f.stem for f in files]
+    twice = sorted({x for x in stems if stems.count(x) > 1})
+    if twice:
+        raise E2WMError(f"two suite files named {', '.join(twice)}: pass one of each "
+                        f"({', '.join(str(f) for f in files if f.stem in twice)})")
+    if cfg.only:
+        unknown = sorted(set(cfg.only) - {f.stem for f in files})
+        if unknown:
+            raise E2WMError(f"--only {', '.join(unknown)}: no such suite among {', '.join(f.stem for f in files)}")
+        files = [f for f in files if f.stem in cfg.only]
+    if not files:
+        raise E2WMError("no suite files to evaluate")
+    return files
+
+
+def default_norm(name: str) -> str:
+    return "un" if name in UN_SUITES else "ln"
+
+
+def load(cfg: EvalConfig):
+    from e2wm.train.dist import device
+    from e2wm.train.model import load_model, load_tokenizer
+    model = load_model(cfg.model)
+    if cfg.adapter:
+        model = _with_adapter(model, cfg)
+    return model.to(device()).eval(), load_tokenizer(cfg.model)
+
+
+def _with_adapter(model, cfg: EvalConfig):
+    from peft import PeftModel
+    path = Path(cfg.adapter)
+    config = path / "adapter_config.json"
+    if not config.is_file():
+        raise E2WMError(f"{path}: not a LoRA adapter (no adapter_config.json)")
+    try:
+        return PeftModel.from_pretrained(model, str(path))
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise E2WMError(f"{path}: does not fit {cfg.model}: {str(e).splitlines()[0][:200]}") from None
+
+
+def _mc(model, tok, name: str, rows) -> dict:
+    right = dict.fromkeys(NORMS, 0)
+    for r in rows:
+        opts = r["answer_list"]
+        scores = option_scores(model, tok, r["input"], opts)
+        base = option_scores(model, tok, CALIBRATION_PROMPT, opts)
+        values = {"ln": [s.mean for s in scores],
+                  "un": [s.logprob - b.logprob for s, b in zip(scores, base)]}
+        gold = opts.index(r["answer"])
+        for norm, v in values.items():
+            right[norm] += max(range(len(v)), key=lambda i: (v[i], -i)) == gold
+    n = len(rows)
+    return {"metric": "accuracy", "normalisation": default_norm(name),
+            "accuracy": right[default_norm(name)] / n,
+            "accuracy_by_norm": {k: v / n for k, v in right.items()}}
+
+
+@torch.no_grad()
+def _generate(model, tok, prompt: str, cfg: EvalConfig) -> str:
+    device = next(model.parameters()).device
+    ids = torch.tensor([tok(prompt, add_special_tokens=False)["input_ids"]], device=device)
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), num_beams=cfg.num_beams,
+                         do_sample=False, max_new_tokens=cfg.max_new_tokens,
+                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    return first_line(tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
+
+
+def _gen(model, tok, name: str, rows, cfg: EvalConfig) -> dict:
+    preds = [_generate(model, tok, r["input"], cfg) for r in rows]
+    refs = [r["ref"] for r in rows]
+    out: dict = {"exact_match": statistics.mean(exact_match(p, r) for p, r in zip(preds, refs))}
+    if "path" in name:
+        out.update(metric="lcs", lcs=statistics.mean(lcs_ratio(p, r) for p, r in zip(preds, refs)))
+    elif "plan" in name:
+        out.update(metric="rouge", **rouge(preds, refs))
+        worlds = [r.get("world") for r in rows]
+        if all(worlds):
+            runs = [execute(p, w) for p, w in zip(preds, worlds)]
+            out["executability"] = {"step_fraction": statistics.mean(e.fraction for e in runs),
+                                    "executable": statistics.mean(e.executable for e in runs),
+                                    "goal_success": statistics.mean(e.success for e in runs)}
+        else:
+            out["executability"] = "not applicable (the rows carry no world)"
+    else:
+        out["metric"] = "exact_match"
+    out["examples"] = [{"prediction": p, "reference": r} for p, r in list(zip(preds, refs))[:3]]
+    return out
+
+
+def evaluate(cfg: EvalConfig, log=print) -> dict:
+    files = suite_files(cfg)
+    suites = {f.stem: (f, *read_eval(f)) for f in files}    # every file parses before the model loads
+    model, tok = load(cfg)
+    decoding = {"num_beams": cfg.num_beams, "max_new_tokens": cfg.max_new_tokens, "kept": "first line"}
+    results = {"model": cfg.model, "adapter": cfg.adapter, "decoding": decoding, "suites": {}}
+    for name, (path, kind, rows) in suites.items():
+        rows = rows[: cfg.limit] if cfg.limit else rows
+        t0 = time.perf_counter()
+        scored = _mc(model, tok, name, rows) if kind == "mc" else _gen(model, tok, name, rows, cfg)
+        results["suites"][name] = {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                                   "format": kind, "n": len(rows), **scored,
+                                   "seconds": round(time.perf_counter() - t0, 3)}
+        log(f"  {name:<28} {kind}  n={len(rows):<5} " + _headline(results["suites"][name]))
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic(out / "results.json", json.dumps(results, indent=1))
+    _atomic(out / "results.md", _markdown(results))
+    return results
+
+
+def _value(s: dict) -> tuple[str, float]:
+    """The suite's headline (label, value): accuracy under its default normalisation, ROUGE-L, LCS
+    or exact match."""
+    m = s["metric"]
+    if m == "accuracy":
+        return f"accuracy ({s['normalisation']})", s["accuracy"]
+    return ("rougeL", s["rougeL"]) if m == "rouge" else (m, s[m])
+
+
+def _headline(s: dict) -> str:
+    label, value = _value(s)
+    return f"{label} {value:.3f}"
+
+
+def _markdown(r: dict) -> str:
+    lines = [f"# e2wm eval: {r['model']}" + (f" + {r['adapter']}" if r["adapter"] else ""), "",
+             "| suite | n | metric | value |", "|---|---|---|---|"]
+    lines += [f"| {n} | {s['n']} | {_value(s)[0]} | {_value(s)[1]:.4f} |" for n, s in r["suites"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+

@@ -1,0 +1,64 @@
+"""`e2wm eval` end to end with the tiny model: our suites and files in E2WM's released format."""
+import json
+
+from e2wm.cli import main
+
+# E2WM's released shapes (JSON lines; options not in the prompt; count options 0-4 in order).
+RELEASED = {
+    "count.json": {"input": "Q: Sue was at home. She put the rug on the desk. How many items are there on the "
+                            "desk?\nA:", "answer": "1", "answer_list": ["0", "1", "2", "3", "4"]},
+    "housework_qa.json": {"input": "Question: To wash clothes, a possibly related item could be\nAnswer:",
+                          "answer_list": ["highlighter", "crackers", "laundry detergent", "cupcake"],
+                          "answer": "laundry detergent"},
+    "obj_move_path.json": {"input": "Anna took the hat. Anna went to the bathroom. Anna left the hat.\n"
+                                    "Question: What is the order of the rooms where the hat appeared?\nAnswer:",
+                           "ref": "bedroom, bathroom"},
+    "plan_gen.json": {"ref": "Walk to home office. Walk to television. Switch off television.",
+                      "input": "Q: How to turn off tv? Given items include television, home office. The "
+                               "television is on.\nA:"},
+}
+
+
+def _released(tmp_path):
+    d = tmp_path / "released"
+    d.mkdir()
+    for name, row in RELEASED.items():
+        (d / name).write_text(json.dumps(row) + "\n" + json.dumps(row) + "\n")
+    return d
+
+
+def test_tiny_model_evaluates_released_files_and_our_suites(tmp_path, built_dataset, capsys):
+    common = ["--limit", "2", "--num-beams", "2", "--max-new-tokens", "12"]
+    assert main(["eval", "--suites", str(_released(tmp_path)), "--out", str(tmp_path / "e2wm"), *common]) == 0
+    r = json.loads((tmp_path / "e2wm" / "results.json").read_text())
+    s = r["suites"]
+    assert set(s) == {"count", "housework_qa", "obj_move_path", "plan_gen"}
+    assert s["count"]["normalisation"] == "ln" and s["housework_qa"]["normalisation"] == "un"
+    assert all(0 <= s[n]["accuracy"] <= 1 and s[n]["n"] == 2 for n in ("count", "housework_qa"))
+    assert s["obj_move_path"]["metric"] == "lcs" and "rougeL" in s["plan_gen"]
+    assert s["plan_gen"]["executability"].startswith("not applicable")   # E2WM's rows have no world
+    assert r["decoding"] == {"num_beams": 2, "max_new_tokens": 12, "kept": "first line"}
+    assert len(s["count"]["sha256"]) == 64
+    assert "| count | 2 | accuracy (ln) |" in (tmp_path / "e2wm" / "results.md").read_text()
+    ours = tmp_path / "ours"
+    assert main(["eval", "--suites", str(built_dataset / "eval"), "--only", "plan_gen", "act_recog",
+                 "obj_path", "--out", str(ours), *common]) == 0
+    s = json.loads((ours / "results.json").read_text())["suites"]
+    assert set(s["plan_gen"]["executability"]) == {"step_fraction", "executable", "goal_success"}
+    assert s["obj_path"]["metric"] == "lcs" and s["act_recog"]["normalisation"] == "ln"
+    both = ["eval", "--suites", str(tmp_path / "released"), str(built_dataset / "eval"), "--out", str(ours)]
+    assert main(both) == 2 and "two suite files named" in capsys.readouterr().err
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    d = _released(tmp_path)
+    (d / "count.json").write_text(json.dumps(RELEASED["count.json"]) + "\n{\"input\": 3}\n")
+    assert main(["eval", "--suites", str(d), "--only", "count", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "count.json:2" in err[0]
+    assert main(["eval", "--suites", str(d), "--only", "housework_qa", "--adapter", str(tmp_path / "nope"),
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a LoRA adapter" in err[0]
+    assert main(["eval", "--suites", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+    assert not (tmp_path / "o").exists()
