@@ -156,6 +156,10 @@ def _parser() -> argparse.ArgumentParser:
     bt.add_argument("--zero-stage", type=int, choices=(1, 2, 3), default=2)
     bt.add_argument("--no-pad800", action="store_true", help="skip the (slow) pad-to-800 contender")
     bt.set_defaults(func=_bench_trainer)
+    be = bench.add_parser("eval", help="multiple-choice items/s: the scorer vs one forward per option")
+    be.add_argument("--items", type=int, default=24)
+    be.add_argument("--words", type=int, default=120, help="story words per prompt")
+    be.set_defaults(func=_bench_eval)
     q = bench.add_parser("plans", help="MCTS success rate and plan length over the activity library")
     q.add_argument("--scenes", type=int, default=50, help="procedural apartments 0..N-1")
     q.add_argument("--simulations", type=int, default=2000)
@@ -318,6 +322,15 @@ def _bench_trainer(args) -> int:
           f"{r['plain_tokens_per_s']:,.0f}: ratio {r['ratio_plain']:.2f}"
           + (f"; vs E2WM pad-to-800 {r['pad800_tokens_per_s']:,.0f}: ratio {r['ratio_pad800']:.2f}"
              if r["ratio_pad800"] else ""))
+    print(json.dumps(r))
+    return 0
+
+
+def _bench_eval(args) -> int:
+    from e2wm.bench.eval import run
+    r = run(args.items, args.words)
+    print(f"scorer {r['scorer_items_per_s']} items/s vs one forward per option {r['loop_items_per_s']} "
+          f"items/s: ratio {r['ratio']:.2f} (scores agree to {r['max_abs_score_diff']:.1e})")
     print(json.dumps(r))
     return 0
 
