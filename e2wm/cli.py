@@ -105,6 +105,11 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--num-beams", type=int, default=4, help="beam width for generation (1: greedy)")
     ev.add_argument("--max-new-tokens", type=int, default=256)
     ev.add_argument("--out", default="out/eval", help="where results.json and results.md go")
+    ev.add_argument("--ppl-corpus", default=None,
+                    help="general text for perplexity: .txt, .jsonl, a datasets dir or builtin:pydoc")
+    ev.add_argument("--ppl-docs", type=int, default=200, help="its last N documents (the Fisher reads the first)")
+    ev.add_argument("--ppl-max-length", type=int, default=800)
+    ev.add_argument("--ppl-stride", type=int, default=None, help="sliding window stride (default: truncate)")
     ev.set_defaults(func=_eval)
 
     fi = sub.add_parser("fisher", help="diagonal Fisher of the base weights (single process, or under "
@@ -285,11 +290,14 @@ def _export(args) -> int:
 
 def _eval(args) -> int:
     from e2wm.eval.harness import EvalConfig, evaluate
-    if args.limit < 0 or args.num_beams < 1 or args.max_new_tokens < 1:
-        raise E2WMError("eval: --limit must be >= 0, --num-beams and --max-new-tokens >= 1")
+    if (args.limit < 0 or min(args.num_beams, args.max_new_tokens, args.ppl_docs, args.ppl_max_length) < 1
+            or (args.ppl_stride is not None and args.ppl_stride < 1)):
+        raise E2WMError("eval: --limit must be >= 0; --num-beams, --max-new-tokens and the --ppl-* "
+                        "numbers >= 1")
     cfg = EvalConfig(model=args.model, adapter=args.adapter, suites=tuple(args.suites),
                      only=tuple(args.only), limit=args.limit, out=args.out, num_beams=args.num_beams,
-                     max_new_tokens=args.max_new_tokens)
+                     max_new_tokens=args.max_new_tokens, ppl_corpus=args.ppl_corpus,
+                     ppl_docs=args.ppl_docs, ppl_max_length=args.ppl_max_length, ppl_stride=args.ppl_stride)
     evaluate(cfg)
     print(f"wrote {args.out}/results.json and results.md")
     return 0

@@ -38,6 +38,10 @@ class EvalConfig:
     out: str = "out/eval"
     num_beams: int = 4                  # 1: greedy
     max_new_tokens: int = 256
+    ppl_corpus: str | None = None       # general text for perplexity (e2wm.train.corpus specs)
+    ppl_docs: int = 200                 # its last N documents (the Fisher reads the first ones)
+    ppl_max_length: int = 800
+    ppl_stride: int | None = None       # None: truncate at ppl_max_length; else a sliding window
 
 
 def suite_files(cfg: EvalConfig) -> list[Path]:
@@ -142,6 +146,7 @@ def _gen(model, tok, name: str, rows, cfg: EvalConfig) -> dict:
 def evaluate(cfg: EvalConfig, log=print) -> dict:
     files = suite_files(cfg)
     suites = {f.stem: (f, *read_eval(f)) for f in files}    # every file parses before the model loads
+    texts = _ppl_texts(cfg)
     model, tok = load(cfg)
     decoding = {"num_beams": cfg.num_beams, "max_new_tokens": cfg.max_new_tokens, "kept": "first line"}
     results = {"model": cfg.model, "adapter": cfg.adapter, "decoding": decoding, "suites": {}}
@@ -153,11 +158,26 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
                                    "format": kind, "n": len(rows), **scored,
                                    "seconds": round(time.perf_counter() - t0, 3)}
         log(f"  {name:<28} {kind}  n={len(rows):<5} " + _headline(results["suites"][name]))
+    if texts is not None:
+        from e2wm.eval.perplexity import perplexity
+        from e2wm.train.corpus import corpus_hash
+        results["perplexity"] = {"corpus": cfg.ppl_corpus, "corpus_sha256": corpus_hash(texts),
+                                 **perplexity(model, tok, texts, cfg.ppl_max_length, cfg.ppl_stride)}
+        p = results["perplexity"]
+        log(f"  perplexity {p['ppl']:.3f} (e^NLL over {p['tokens']} tokens of {p['documents']} documents; "
+            f"E2WM's 2^NLL: {p['ppl_base2_e2wm']:.3f})")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     _atomic(out / "results.json", json.dumps(results, indent=1))
     _atomic(out / "results.md", _markdown(results))
     return results
+
+
+def _ppl_texts(cfg: EvalConfig) -> list[str] | None:
+    if not cfg.ppl_corpus:
+        return None
+    from e2wm.train.corpus import load_texts
+    return load_texts(cfg.ppl_corpus)[-cfg.ppl_docs:]
 
 
 def _value(s: dict) -> tuple[str, float]:
@@ -178,6 +198,10 @@ def _markdown(r: dict) -> str:
     lines = [f"# e2wm eval: {r['model']}" + (f" + {r['adapter']}" if r["adapter"] else ""), "",
              "| suite | n | metric | value |", "|---|---|---|---|"]
     lines += [f"| {n} | {s['n']} | {_value(s)[0]} | {_value(s)[1]:.4f} |" for n, s in r["suites"].items()]
+    if "perplexity" in r:
+        p = r["perplexity"]
+        lines.append(f"| perplexity ({p['corpus']}) | {p['documents']} docs | e^NLL | {p['ppl']:.4f} |")
+        lines.append(f"| (E2WM's 2^NLL, for comparison only) | | 2^NLL | {p['ppl_base2_e2wm']:.4f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -40,6 +40,13 @@ def test_tiny_model_evaluates_released_files_and_our_suites(tmp_path, built_data
     assert r["decoding"] == {"num_beams": 2, "max_new_tokens": 12, "kept": "first line"}
     assert len(s["count"]["sha256"]) == 64
     assert "| count | 2 | accuracy (ln) |" in (tmp_path / "e2wm" / "results.md").read_text()
+    assert main(["eval", "--suites", str(tmp_path / "released" / "count.json"), "--ppl-corpus",
+                 "builtin:pydoc", "--ppl-docs", "3", "--ppl-max-length", "64", "--out",
+                 str(tmp_path / "ppl"), *common]) == 0
+    p = json.loads((tmp_path / "ppl" / "results.json").read_text())["perplexity"]
+    assert p["documents"] == 3 and p["tokens"] > 100 and p["ppl"] > 1
+    assert abs(p["ppl_base2_e2wm"] - 2 ** p["nll"]) < 1e-9
+    assert "E2WM's 2^NLL, for comparison only" in (tmp_path / "ppl" / "results.md").read_text()
     ours = tmp_path / "ours"
     assert main(["eval", "--suites", str(built_dataset / "eval"), "--only", "plan_gen", "act_recog",
                  "obj_path", "--out", str(ours), *common]) == 0
