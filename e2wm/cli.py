@@ -112,6 +112,11 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--ppl-stride", type=int, default=None, help="sliding window stride (default: truncate)")
     ev.set_defaults(func=_eval)
 
+    rp = sub.add_parser("report", help="several `e2wm eval` runs side by side (Table 2 layout) with charts")
+    rp.add_argument("runs", nargs="+", help="e2wm eval output directories, the base run first")
+    rp.add_argument("--out", required=True, help="where report.md and the PNG charts go")
+    rp.set_defaults(func=_report)
+
     fi = sub.add_parser("fisher", help="diagonal Fisher of the base weights (single process, or under "
                         "torchrun / deepspeed: python -m e2wm.train.fisher)", add_help=False)
     fi.set_defaults(func=_fisher)
@@ -300,6 +305,12 @@ def _eval(args) -> int:
                      ppl_docs=args.ppl_docs, ppl_max_length=args.ppl_max_length, ppl_stride=args.ppl_stride)
     evaluate(cfg)
     print(f"wrote {args.out}/results.json and results.md")
+    return 0
+
+
+def _report(args) -> int:
+    from e2wm.eval.report import report
+    print(f"wrote {report(args.runs, args.out)}")
     return 0
 
 

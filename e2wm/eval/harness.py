@@ -180,7 +180,7 @@ def _ppl_texts(cfg: EvalConfig) -> list[str] | None:
     return load_texts(cfg.ppl_corpus)[-cfg.ppl_docs:]
 
 
-def _value(s: dict) -> tuple[str, float]:
+def headline(s: dict) -> tuple[str, float]:
     """The suite's headline (label, value): accuracy under its default normalisation, ROUGE-L, LCS
     or exact match."""
     m = s["metric"]
@@ -190,14 +190,14 @@ def _value(s: dict) -> tuple[str, float]:
 
 
 def _headline(s: dict) -> str:
-    label, value = _value(s)
+    label, value = headline(s)
     return f"{label} {value:.3f}"
 
 
 def _markdown(r: dict) -> str:
     lines = [f"# e2wm eval: {r['model']}" + (f" + {r['adapter']}" if r["adapter"] else ""), "",
              "| suite | n | metric | value |", "|---|---|---|---|"]
-    lines += [f"| {n} | {s['n']} | {_value(s)[0]} | {_value(s)[1]:.4f} |" for n, s in r["suites"].items()]
+    lines += [f"| {n} | {s['n']} | {headline(s)[0]} | {headline(s)[1]:.4f} |" for n, s in r["suites"].items()]
     if "perplexity" in r:
         p = r["perplexity"]
         lines.append(f"| perplexity ({p['corpus']}) | {p['documents']} docs | e^NLL | {p['ppl']:.4f} |")
