@@ -5,7 +5,11 @@ likelihood (`scoring`), with both normalisations reported and E2WM's per-suite d
 headline; generation is decoded with beam search (4 beams, 256 new tokens, the first line kept)
 and scored by ROUGE (plan suites, plus executability when rows carry a "world"), the contiguous
 LCS ratio (room paths) or exact match. Writes `results.json` and `results.md` under `--out`.
-Single process for now; the device comes from DeepSpeed's accelerator.
+
+Under torchrun / deepspeed every rank holds a full copy of the model (models that do not fit one
+device are not served yet) and scores rows rank, rank + world, ...; the outcomes are gathered in
+row order, so 2 ranks write the same results.json as 1. The device and backend come from
+DeepSpeed's accelerator.
 """
 from __future__ import annotations
 
@@ -94,21 +98,21 @@ def _with_adapter(model, cfg: EvalConfig):
         raise E2WMError(f"{path}: does not fit {cfg.model}: {str(e).splitlines()[0][:200]}") from None
 
 
-def _mc(model, tok, name: str, rows) -> dict:
-    right = dict.fromkeys(NORMS, 0)
-    for r in rows:
-        opts = r["answer_list"]
-        scores = option_scores(model, tok, r["input"], opts)
-        base = option_scores(model, tok, CALIBRATION_PROMPT, opts)
-        values = {"ln": [s.mean for s in scores],
-                  "un": [s.logprob - b.logprob for s, b in zip(scores, base)]}
-        gold = opts.index(r["answer"])
-        for norm, v in values.items():
-            right[norm] += max(range(len(v)), key=lambda i: (v[i], -i)) == gold
+def _mc_item(model, tok, row) -> dict[str, int]:
+    """The option each normalisation picks (ties: the first, as E2WM's argmax)."""
+    opts = row["answer_list"]
+    scores = option_scores(model, tok, row["input"], opts)
+    base = option_scores(model, tok, CALIBRATION_PROMPT, opts)
+    values = {"ln": [s.mean for s in scores], "un": [s.logprob - b.logprob for s, b in zip(scores, base)]}
+    return {norm: max(range(len(v)), key=lambda i: (v[i], -i)) for norm, v in values.items()}
+
+
+def _mc(name: str, rows, picks) -> dict:
     n = len(rows)
+    right = {norm: sum(p[norm] == r["answer_list"].index(r["answer"]) for r, p in zip(rows, picks)) / n
+             for norm in NORMS}
     return {"metric": "accuracy", "normalisation": default_norm(name),
-            "accuracy": right[default_norm(name)] / n,
-            "accuracy_by_norm": {k: v / n for k, v in right.items()}}
+            "accuracy": right[default_norm(name)], "accuracy_by_norm": right}
 
 
 @torch.no_grad()
@@ -121,8 +125,7 @@ def _generate(model, tok, prompt: str, cfg: EvalConfig) -> str:
     return first_line(tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
 
 
-def _gen(model, tok, name: str, rows, cfg: EvalConfig) -> dict:
-    preds = [_generate(model, tok, r["input"], cfg) for r in rows]
+def _gen(name: str, rows, preds) -> dict:
     refs = [r["ref"] for r in rows]
     out: dict = {"exact_match": statistics.mean(exact_match(p, r) for p, r in zip(preds, refs))}
     if "path" in name:
@@ -143,21 +146,38 @@ def _gen(model, tok, name: str, rows, cfg: EvalConfig) -> dict:
     return out
 
 
+def _items(model, tok, kind: str, rows, cfg: EvalConfig, rank: int, world: int) -> list:
+    """Every row's outcome (picks or a prediction): this rank scores rows rank, rank + world, ...,
+    and the ranks swap theirs, so every rank holds them all in row order."""
+    mine = {i: (_mc_item(model, tok, r) if kind == "mc" else _generate(model, tok, r["input"], cfg))
+            for i, r in enumerate(rows) if i % world == rank}
+    if world > 1:
+        import torch.distributed as dist
+        parts = [None] * world
+        dist.all_gather_object(parts, mine)
+        mine = {i: v for part in parts for i, v in part.items()}
+    return [mine[i] for i in range(len(rows))]
+
+
 def evaluate(cfg: EvalConfig, log=print) -> dict:
     files = suite_files(cfg)
     suites = {f.stem: (f, *read_eval(f)) for f in files}    # every file parses before the model loads
     texts = _ppl_texts(cfg)
+    rank, world = _join()
+    if rank:
+        log = _quiet
     model, tok = load(cfg)
     decoding = {"num_beams": cfg.num_beams, "max_new_tokens": cfg.max_new_tokens, "kept": "first line"}
     results = {"model": cfg.model, "adapter": cfg.adapter, "decoding": decoding, "suites": {}}
     for name, (path, kind, rows) in suites.items():
         rows = rows[: cfg.limit] if cfg.limit else rows
         t0 = time.perf_counter()
-        scored = _mc(model, tok, name, rows) if kind == "mc" else _gen(model, tok, name, rows, cfg)
+        items = _items(model, tok, kind, rows, cfg, rank, world)
+        scored = _mc(name, rows, items) if kind == "mc" else _gen(name, rows, items)
         results["suites"][name] = {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                                   "format": kind, "n": len(rows), **scored,
-                                   "seconds": round(time.perf_counter() - t0, 3)}
-        log(f"  {name:<28} {kind}  n={len(rows):<5} " + _headline(results["suites"][name]))
+                                   "format": kind, "n": len(rows), **scored}
+        log(f"  {name:<28} {kind}  n={len(rows):<5} " + _headline(results["suites"][name])
+            + f"  ({time.perf_counter() - t0:.1f} s on {world} rank{'s' if world > 1 else ''})")
     if texts is not None:
         from e2wm.eval.perplexity import perplexity
         from e2wm.train.corpus import corpus_hash
@@ -166,11 +186,26 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
         p = results["perplexity"]
         log(f"  perplexity {p['ppl']:.3f} (e^NLL over {p['tokens']} tokens of {p['documents']} documents; "
             f"E2WM's 2^NLL: {p['ppl_base2_e2wm']:.3f})")
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    _atomic(out / "results.json", json.dumps(results, indent=1))
-    _atomic(out / "results.md", _markdown(results))
+    if rank == 0:   # the same bytes whatever the number of ranks: timings go to the log only
+        out = Path(cfg.out)
+        out.mkdir(parents=True, exist_ok=True)
+        _atomic(out / "results.json", json.dumps(results, indent=1))
+        _atomic(out / "results.md", _markdown(results))
+    if world > 1:
+        from e2wm.train.dist import shutdown
+        shutdown()
     return results
+
+
+def _join() -> tuple[int, int]:
+    """(rank, world size): under torchrun / deepspeed, the process group on the accelerator's backend.
+    Every rank holds a full copy of the model and scores its share of each suite's items."""
+    from e2wm.train.dist import init_distributed, is_distributed_env
+    return init_distributed() if is_distributed_env() else (0, 1)
+
+
+def _quiet(*_a, **_k) -> None:
+    pass
 
 
 def _ppl_texts(cfg: EvalConfig) -> list[str] | None:
