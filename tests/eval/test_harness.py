@@ -69,3 +69,25 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert len(err) == 1 and "not a LoRA adapter" in err[0]
     assert main(["eval", "--suites", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_an_adapter_for_another_base_model_fails_in_one_line(tmp_path, capsys):
+    from e2wm.train.model import add_lora, tiny_causal_lm
+    other = add_lora(tiny_causal_lm(hidden=64), r=4, alpha=8, targets=("q_proj", "v_proj"))
+    other.save_pretrained(str(tmp_path / "adapter"))
+    d = _released(tmp_path)
+    assert main(["eval", "--suites", str(d / "count.json"), "--adapter", str(tmp_path / "adapter"),
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not fit tiny" in err[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_fitting_adapter_is_applied(tmp_path):
+    from e2wm.train.model import add_lora, tiny_causal_lm
+    add_lora(tiny_causal_lm(), r=4, alpha=8, targets=("q_proj", "v_proj")).save_pretrained(str(tmp_path / "a"))
+    d = _released(tmp_path)
+    assert main(["eval", "--suites", str(d / "count.json"), "--adapter", str(tmp_path / "a"),
+                 "--out", str(tmp_path / "o")]) == 0
+    r = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert r["adapter"] == str(tmp_path / "a") and r["suites"]["count"]["n"] == 2
