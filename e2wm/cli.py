@@ -110,6 +110,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--ppl-docs", type=int, default=200, help="its last N documents (the Fisher reads the first)")
     ev.add_argument("--ppl-max-length", type=int, default=800)
     ev.add_argument("--ppl-stride", type=int, default=None, help="sliding window stride (default: truncate)")
+    ev.add_argument("--fisher", default=None,
+                    help="the Fisher file (or its directory): the perplexity documents must not be its samples")
     ev.set_defaults(func=_eval)
 
     rp = sub.add_parser("report", help="several `e2wm eval` runs side by side (Table 2 layout) with charts")
@@ -302,7 +304,8 @@ def _eval(args) -> int:
     cfg = EvalConfig(model=args.model, adapter=args.adapter, suites=tuple(args.suites),
                      only=tuple(args.only), limit=args.limit, out=args.out, num_beams=args.num_beams,
                      max_new_tokens=args.max_new_tokens, ppl_corpus=args.ppl_corpus,
-                     ppl_docs=args.ppl_docs, ppl_max_length=args.ppl_max_length, ppl_stride=args.ppl_stride)
+                     ppl_docs=args.ppl_docs, ppl_max_length=args.ppl_max_length, ppl_stride=args.ppl_stride,
+                     fisher=args.fisher)
     evaluate(cfg)
     print(f"wrote {args.out}/results.json and results.md")
     return 0

@@ -46,6 +46,7 @@ class EvalConfig:
     ppl_docs: int = 200                 # its last N documents (the Fisher reads the first ones)
     ppl_max_length: int = 800
     ppl_stride: int | None = None       # None: truncate at ppl_max_length; else a sliding window
+    fisher: str | None = None           # the Fisher file: its documents are checked disjoint from ours
 
 
 def suite_files(cfg: EvalConfig) -> list[Path]:
@@ -181,7 +182,9 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
     if texts is not None:
         from e2wm.eval.perplexity import perplexity
         from e2wm.train.corpus import corpus_hash
+        texts, fisher = texts
         results["perplexity"] = {"corpus": cfg.ppl_corpus, "corpus_sha256": corpus_hash(texts),
+                                 "fisher": fisher,
                                  **perplexity(model, tok, texts, cfg.ppl_max_length, cfg.ppl_stride)}
         p = results["perplexity"]
         log(f"  perplexity {p['ppl']:.3f} (e^NLL over {p['tokens']} tokens of {p['documents']} documents; "
@@ -208,11 +211,28 @@ def _quiet(*_a, **_k) -> None:
     pass
 
 
-def _ppl_texts(cfg: EvalConfig) -> list[str] | None:
+def _ppl_texts(cfg: EvalConfig) -> tuple[list[str], str] | None:
+    """The corpus's last `ppl_docs` documents, and how they were checked against the Fisher's."""
     if not cfg.ppl_corpus:
         return None
-    from e2wm.train.corpus import load_texts
-    return load_texts(cfg.ppl_corpus)[-cfg.ppl_docs:]
+    from e2wm.train.corpus import corpus_hash, load_texts
+    docs = load_texts(cfg.ppl_corpus)
+    if not cfg.fisher:
+        return docs[-cfg.ppl_docs:], "not checked (no --fisher): the Fisher reads a corpus's first documents"
+    from safetensors import safe_open
+    from e2wm.train.fisher_io import fisher_path
+    path = fisher_path(cfg.fisher)
+    if not path.is_file():
+        raise E2WMError(f"--fisher {cfg.fisher}: no Fisher file there")
+    with safe_open(str(path), framework="pt") as fh:
+        meta = dict(fh.metadata() or {})
+    used = int(meta.get("samples", 0))
+    if corpus_hash(docs[:used]) != meta.get("corpus_sha256"):
+        return docs[-cfg.ppl_docs:], "disjoint: the Fisher read another corpus"
+    if len(docs) - cfg.ppl_docs < used:
+        raise E2WMError(f"--ppl-corpus {cfg.ppl_corpus}: its last {cfg.ppl_docs} of {len(docs)} documents "
+                        f"overlap the {used} the Fisher read; lower --ppl-docs to {len(docs) - used} or less")
+    return docs[-cfg.ppl_docs:], f"disjoint: the Fisher read documents 0..{used - 1}"
 
 
 def headline(s: dict) -> tuple[str, float]:

@@ -53,6 +53,10 @@ def test_tiny_model_evaluates_released_files_and_our_suites(tmp_path, built_data
     s = json.loads((ours / "results.json").read_text())["suites"]
     assert set(s["plan_gen"]["executability"]) == {"step_fraction", "executable", "goal_success"}
     assert s["obj_path"]["metric"] == "lcs" and s["act_recog"]["normalisation"] == "ln"
+    assert main(["report", str(tmp_path / "e2wm"), str(ours), "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| suite | metric | e2wm | ours |" in md and "| plan_gen | rougeL |" in md
+    assert (tmp_path / "rep" / "mc.png").read_bytes()[:4] == b"\x89PNG"
     both = ["eval", "--suites", str(tmp_path / "released"), str(built_dataset / "eval"), "--out", str(ours)]
     assert main(both) == 2 and "two suite files named" in capsys.readouterr().err
 
@@ -91,3 +95,20 @@ def test_a_fitting_adapter_is_applied(tmp_path):
                  "--out", str(tmp_path / "o")]) == 0
     r = json.loads((tmp_path / "o" / "results.json").read_text())
     assert r["adapter"] == str(tmp_path / "a") and r["suites"]["count"]["n"] == 2
+
+
+def test_perplexity_documents_are_checked_disjoint_from_the_fishers(tmp_path, capsys):
+    import torch
+
+    from e2wm.train.corpus import corpus_hash, load_texts
+    from e2wm.train.fisher_io import save_fisher
+    docs = load_texts("builtin:pydoc")
+    save_fisher(tmp_path / "f", {"w": torch.zeros(1)}, {"samples": 5, "corpus_sha256": corpus_hash(docs[:5])})
+    d = _released(tmp_path)
+    base = ["eval", "--suites", str(d / "count.json"), "--ppl-corpus", "builtin:pydoc", "--ppl-max-length", "32",
+            "--fisher", str(tmp_path / "f")]
+    assert main([*base, "--ppl-docs", "2", "--out", str(tmp_path / "o")]) == 0
+    assert json.loads((tmp_path / "o" / "results.json").read_text())["perplexity"]["fisher"] == \
+        "disjoint: the Fisher read documents 0..4"
+    assert main([*base, "--ppl-docs", str(len(docs) - 4), "--out", str(tmp_path / "o2")]) == 2
+    assert "overlap the 5 the Fisher read" in capsys.readouterr().err
