@@ -36,3 +36,12 @@ def test_report_writes_the_table_and_charts(tmp_path, capsys):
         assert (tmp_path / "r" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "r2")]) == 2
     assert "no results.json" in capsys.readouterr().err
+
+
+def test_eval_never_imports_collect_or_ray():
+    import subprocess
+    import sys
+    code = ("import sys, e2wm.eval.harness, e2wm.eval.report; "
+            "print([m for m in sys.modules if m.startswith('e2wm.collect') or m == 'ray'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
