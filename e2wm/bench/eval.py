@@ -8,6 +8,7 @@ import time
 
 import torch
 
+from e2wm.data.prompts import COUNT_OPTIONS, Templates
 from e2wm.eval.scoring import option_scores
 
 
@@ -18,7 +19,7 @@ def _items(n: int, words: int, seed: int = 0) -> list[tuple[str, list[str]]]:
     out = []
     for _ in range(n):
         story = " ".join(rng.choice(vocab) for _ in range(words))
-        out.append((f"Q: {story}. How many items are there on the desk?\nA:", ["0", "1", "2", "3", "4"]))
+        out.append((Templates().count_query(f"{story}.", "on", "desk"), list(COUNT_OPTIONS)))
     return out
 
 
