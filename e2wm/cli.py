@@ -1,11 +1,12 @@
 """The `e2wm` command. User errors print one line and exit 2, never a traceback."""
 from __future__ import annotations
 
-import argparse
 import json
+import os
 import sys
 from importlib import resources
 
+from e2wm.argparser import Parser
 from e2wm.collect.config import CollectConfig
 from e2wm.collect.mcts import MCTSConfig
 from e2wm.config import add_field_flags, apply_sets, flag_values, read_yaml
@@ -16,30 +17,47 @@ MCTS_DEFAULTS = MCTSConfig()
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _run(argv)
+    except BrokenPipeError:   # `e2wm plan --list | head -1`: the reader left; end quietly like any Unix tool
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+
+
+def _run(argv) -> int:
     parser = _parser()
     args, rest = parser.parse_known_args(argv)
     if getattr(args, "func", None) in (_fisher, _train):
         args.rest = rest   # `e2wm fisher` and `e2wm train` hand their flags to their entry points
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    if not hasattr(args, "func"):
-        parser.print_help()
-        return 2
     try:
-        return args.func(args) or 0
+        code = args.func(args) or 0
+        sys.stdout.flush()   # a closed pipe shows up here, inside the handler above
+        return code
     except E2WMError as e:
-        print(f"e2wm: error: {e}", file=sys.stderr)
-        return 2
+        return user_error(e)
+    except OSError as e:
+        if e.filename is None or isinstance(e, BrokenPipeError):
+            raise   # not about a path the user gave: a bug or the machine; keep the traceback
+        return user_error(f"{e.filename}: {e.strerror or e}")
     except KeyboardInterrupt:
         print("e2wm: interrupted", file=sys.stderr)
         return 130
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="e2wm", description=__doc__)
-    sub = p.add_subparsers(metavar="COMMAND")
+def user_error(e) -> int:
+    """One line on stderr, exit code 2."""
+    print("e2wm: error: " + " ".join(str(e).split()), file=sys.stderr)
+    return 2
 
-    world = sub.add_parser("world", help="the VirtualHome world model").add_subparsers(metavar="WHAT")
+
+def _parser() -> Parser:
+    p = Parser(prog="e2wm", description=__doc__)
+    sub = p.add_subparsers(metavar="COMMAND", required=True)
+
+    world = sub.add_parser("world", help="the VirtualHome world model").add_subparsers(metavar="WHAT", required=True)
     d = world.add_parser("demo", help="a procedural apartment and a short scripted episode")
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=_world_demo)
@@ -135,7 +153,8 @@ def _parser() -> argparse.ArgumentParser:
     mg.add_argument("--base", default=None, help="base model (default: the adapter's base_model_name_or_path)")
     mg.set_defaults(func=_merge)
 
-    bench = sub.add_parser("bench", help="benchmarks, contenders side by side").add_subparsers(metavar="WHAT")
+    bench = sub.add_parser("bench", help="benchmarks, contenders side by side").add_subparsers(metavar="WHAT",
+                                                                                   required=True)
     b = bench.add_parser("world", help="e2wm's engine vs the official executor")
     b.add_argument("--scene", default=None, help="scene source (default: the first RobotHow program)")
     b.add_argument("--steps", type=int, default=4000)
@@ -481,11 +500,8 @@ def _bench_plans(args) -> int:
 
 
 def _progress(rate: bool = False):
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
-    extra = (TaskProgressColumn(show_speed=True), TimeRemainingColumn()) if rate else ()
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), *extra,
-                    TimeElapsedColumn(), transient=True)
+    from e2wm.progress import progress
+    return progress(rate)
 
 
 if __name__ == "__main__":

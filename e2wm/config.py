@@ -17,6 +17,42 @@ from pathlib import Path
 import yaml
 
 from e2wm.errors import E2WMError
+from e2wm.files import read_text
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+
+def _unique_mapping(loader, node, deep=False):
+    seen = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(None, None, f"unhashable key {key!r}",
+                                                    key_node.start_mark) from None
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r} (first at line "
+                                                    f"{seen[key].line + 1})", key_node.start_mark)
+        seen[key] = key_node.start_mark
+    return loader.construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def load_yaml(text: str, where: str):
+    """YAML text -> value; malformed YAML, a duplicate key or too deep nesting names `where` and the line."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        pos = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise E2WMError(f"{where}{pos}: malformed YAML: {getattr(e, 'problem', None) or e}") from None
+    except RecursionError:
+        raise E2WMError(f"{where}: YAML nested too deeply") from None
 
 
 def read_yaml(path: str | Path | None, preset: str) -> tuple[dict, str]:
@@ -24,19 +60,33 @@ def read_yaml(path: str | Path | None, preset: str) -> tuple[dict, str]:
     if path is None:
         text, where = resources.files("e2wm").joinpath("presets", preset).read_text(), f"preset {preset}"
     else:
-        p = Path(path)
-        if not p.is_file():
-            raise E2WMError(f"{p}: no such config file")
-        text, where = p.read_text(), str(p)
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        pos = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise E2WMError(f"{where}{pos}: malformed YAML: {getattr(e, 'problem', e)}") from None
+        text, where = read_text(path, "config file"), str(path)
+    data = load_yaml(text, where)
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
-        raise E2WMError(f"{where}: expected a mapping of config keys")
+        raise E2WMError(f"{where}: expected a mapping of config keys, got {type(data).__name__}")
     return data, where
+
+
+def check_ranges(obj, where: str = "") -> None:
+    """Every field of dataclass `obj` whose metadata has `range: (low, high)` holds a number in it.
+
+    The bounds live next to the field they guard; `high` keeps a typo (`plans: 1e12`) from
+    exhausting memory or time. Call from `__post_init__`.
+    """
+    for f in dataclasses.fields(obj):
+        bounds = f.metadata.get("range")
+        if bounds is None:
+            continue
+        low, high = bounds
+        v = getattr(obj, f.name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise E2WMError(f"{where}{f.name}={v!r}: expected a number in [{low}, {high}]")
+        if isinstance(low, int) and isinstance(high, int) and not isinstance(v, int):
+            raise E2WMError(f"{where}{f.name}={v!r}: expected an int in [{low}, {high}]")
+        if not low <= v <= high:
+            raise E2WMError(f"{where}{f.name}={v!r}: must be in [{low}, {high}]")
 
 
 def help_of(f: dataclasses.Field) -> str:
@@ -184,8 +234,8 @@ def apply_sets(data: dict, sets: list[str] | None) -> dict:
         if not sep or not key.strip():
             raise E2WMError(f"--set {item!r}: expected section.key=value")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+            value = load_yaml(raw, f"--set {key}") if raw.strip() else ""
+        except E2WMError:
             value = raw
         node = out
         parts = key.strip().split(".")

@@ -5,7 +5,7 @@ import hashlib
 from pathlib import Path
 
 from e2wm.errors import E2WMError
-from e2wm.jsonl import read_jsonl
+from e2wm.files import read_jsonl, read_text
 
 
 class CorpusError(E2WMError):
@@ -20,7 +20,7 @@ def _pydoc_texts() -> list[str]:
 
 def _txt_texts(path: Path) -> list[str]:
     docs, cur = [], []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in read_text(path, "corpus file", limit=None).splitlines():
         if line.strip():
             cur.append(line)
         elif cur:
@@ -33,7 +33,7 @@ def _txt_texts(path: Path) -> list[str]:
 
 def _jsonl_texts(path: Path) -> list[str]:
     docs = []
-    for i, row in read_jsonl(path, CorpusError):
+    for i, row in read_jsonl(path, "corpus file"):
         if not isinstance(row, dict) or not isinstance(row.get("text"), str):
             raise CorpusError(f"{path}:{i}: expected an object with a string field \"text\"")
         docs.append(row["text"])

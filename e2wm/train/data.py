@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from e2wm.errors import E2WMError
-from e2wm.jsonl import read_jsonl
+from e2wm.files import read_jsonl
 
 
 @dataclass(frozen=True)

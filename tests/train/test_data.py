@@ -69,7 +69,7 @@ def test_read_rows_from_build_data_jsonl_files_and_errors(tmp_path, built_datase
     assert [(r["task"], r["weight"]) for r in read_rows(str(d))] == [("counting", 1.0), ("plan", 2.0)]
     bad = tmp_path / "bad.jsonl"
     for text, message in (('{"input": "a"}\n', r"bad.jsonl:1: row lacks a string \"ref\""),
-                          ('{"input": "a", "ref": "b"}\n{oops\n', r"bad.jsonl:2: invalid JSON"),
+                          ('{"input": "a", "ref": "b"}\n{oops\n', r"bad.jsonl:2: malformed JSON"),
                           ('{"input": "a", "ref": "b", "weight": -1}\n', r"bad.jsonl:1: \"weight\""),
                           ("", r"no training rows")):
         bad.write_text(text)

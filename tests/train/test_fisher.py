@@ -109,7 +109,7 @@ def test_corpus_loaders(tmp_path):
     (tmp_path / "b.jsonl").write_text('{"text": "x"}\n\n{"text": "y"}\n')
     assert load_texts(str(tmp_path / "b.jsonl"), max_samples=1) == ["x"]
     (tmp_path / "bad.jsonl").write_text('{"text": "x"}\n{oops\n')
-    with pytest.raises(E2WMError, match=r"bad.jsonl:2: invalid JSON"):
+    with pytest.raises(E2WMError, match=r"bad.jsonl:2: malformed JSON"):
         load_texts(str(tmp_path / "bad.jsonl"))
     (tmp_path / "nofield.jsonl").write_text('{"body": "x"}\n')
     with pytest.raises(E2WMError, match=r"nofield.jsonl:1: .*\"text\""):
