@@ -101,3 +101,26 @@ def built_dataset(tmp_path_factory):
     build_data(root / "collect", root / "data", DataConfig(eval_fraction=0.25, unseen_fraction=0.2),
                log=lambda *a: None)
     return root / "data"
+
+
+@pytest.fixture
+def cli_error(capsys):
+    """`cli_error(argv, names)`: run `e2wm ARGV` in-process and check it failed as bad input must:
+    exit 2, one line on stderr, no traceback, and the line names `names` (the file, field, flag or line).
+    Returns the line."""
+    from e2wm.cli import main
+
+    def check(argv, names):
+        try:
+            rc = main([str(a) for a in argv])
+        except SystemExit as e:   # argparse's exit
+            rc = e.code
+        err = capsys.readouterr().err
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert rc == 2, f"exit {rc}, stderr:\n{err}"
+        assert "Traceback" not in err, err
+        assert len(lines) == 1, f"{len(lines)} lines on stderr:\n{err}"
+        for n in ([names] if isinstance(names, str) else names):
+            assert str(n) in lines[0], f"{n!r} not named in: {lines[0]}"
+        return lines[0]
+    return check
