@@ -43,16 +43,25 @@ def _jsonl_texts(path: Path) -> list[str]:
 def _datasets_texts(path: Path) -> list[str]:
     from datasets import DatasetDict, load_from_disk
 
-    ds = load_from_disk(str(path))
+    try:
+        ds = load_from_disk(str(path))
+    except (FileNotFoundError, ValueError) as e:
+        raise CorpusError(f"{path}: not a saved dataset ({str(e).splitlines()[0]})") from None
     if isinstance(ds, DatasetDict):  # a saved split dict: prefer "train", else the first split
         ds = ds["train"] if "train" in ds else ds[next(iter(ds))]
     if "text" not in ds.column_names:
         raise CorpusError(f"{path}: dataset has no \"text\" column (columns: {ds.column_names})")
-    return list(ds["text"])
+    texts = list(ds["text"])
+    bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+    if bad is not None:
+        raise CorpusError(f"{path} row {bad}: \"text\" is not a string")
+    return texts
 
 
 def check_corpus(spec: str, field: str = "corpus") -> None:
     """Cheap check before heavy work: the spec names a builtin or an existing file or directory."""
+    if not spec.strip():
+        raise CorpusError(f"{field}: the path is empty")
     if spec != "builtin:pydoc" and not Path(spec).exists():
         raise CorpusError(f"{field}: {spec}: not found (expected .txt, .jsonl, a datasets dir or builtin:pydoc)")
 

@@ -24,8 +24,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F_
 
+from e2wm.argparser import Parser
 from e2wm.errors import E2WMError
-from e2wm.train.fisher_io import FISHER_FILE, atomic_save, load_fisher, save_fisher, shard_name, weight_sums
+from e2wm.files import loads, output_dir, read_text, write_json
+from e2wm.train.fisher_io import (FISHER_FILE, all_finite, atomic_save, load_fisher, save_fisher, shard_name,
+                                  weight_sums)
 from e2wm.train.model import add_lora, base_name, base_weight_names, load_model, load_tokenizer
 
 
@@ -118,21 +121,28 @@ def _ckpt_dir(out_dir) -> Path:
     return Path(out_dir) / "checkpoint"
 
 
-def _load_checkpoint(out_dir, rank: int, fingerprint: str, device):
-    """(position, samples, tokens, sums) of the last committed checkpoint, or None."""
-    from safetensors import SafetensorError
-
+def _load_checkpoint(out_dir, rank: int, fingerprint: str, device, like: dict):
+    """(position, samples, tokens, sums) of the last committed checkpoint, or None. `like` holds this
+    run's sums: a checkpoint whose names or sizes differ is refused, as is any unreadable part."""
     d = _ckpt_dir(out_dir)
     if not (d / "state.json").exists():
         return None
+    state = loads(read_text(d / "state.json", "Fisher checkpoint state"), str(d / "state.json"))
+    if not isinstance(state, dict) or not isinstance(state.get("position"), int) or state["position"] < 0 \
+            or not isinstance(state.get("fingerprint"), str):
+        raise E2WMError(f"{d}: unreadable Fisher checkpoint (state.json is not a checkpoint state); "
+                        f"remove it to start over")
+    if state["fingerprint"] != fingerprint:
+        raise E2WMError(f"{d}: checkpoint is from different arguments; remove it or change --out")
     try:
-        state = json.loads((d / "state.json").read_text())
-        if state["fingerprint"] != fingerprint:
-            raise E2WMError(f"{d}: checkpoint is from different arguments; remove it or change --out")
-        sums, meta = load_fisher(d / f"rank{rank:03d}-pos{state['position']:09d}.safetensors")
-    except (KeyError, ValueError, OSError, SafetensorError) as e:
+        sums, meta = load_fisher(d / f"rank{rank:03d}-pos{state['position']:09d}.safetensors", "--out")
+        samples, tokens = int(meta["samples"]), int(meta["tokens"])
+    except (E2WMError, KeyError, ValueError) as e:
         raise E2WMError(f"{d}: unreadable Fisher checkpoint ({e}); remove it to start over") from None
-    return state["position"], int(meta["samples"]), int(meta["tokens"]), {k: v.to(device) for k, v in sums.items()}
+    if set(sums) != set(like) or any(sums[k].shape != like[k].shape for k in like) or all_finite(sums):
+        raise E2WMError(f"{d}: unreadable Fisher checkpoint (its tensors do not fit this run or are not "
+                        f"finite); remove it to start over")
+    return state["position"], samples, tokens, {k: v.to(device) for k, v in sums.items()}
 
 
 def _save_checkpoint(out_dir, rank: int, world: int, position: int, samples: int, tokens: int,
@@ -144,9 +154,7 @@ def _save_checkpoint(out_dir, rank: int, world: int, position: int, samples: int
     atomic_save(sums, d / mine, {"samples": samples, "tokens": tokens, "position": position})
     barrier()  # a position is committed only once every rank has its file
     if rank == 0:
-        tmp = d / "state.json.tmp"
-        tmp.write_text(json.dumps({"position": position, "world": world, "fingerprint": fingerprint}))
-        os.replace(tmp, d / "state.json")
+        write_json(d / "state.json", {"position": position, "world": world, "fingerprint": fingerprint})
     barrier()
     for f in d.glob(f"rank{rank:03d}-*.safetensors"):
         if f.name != mine:
@@ -164,7 +172,7 @@ def _accumulate(forward, params: dict, local: list[list[int]], length: int, micr
     acc = _SquareSum(params, partitioned, world, device)
     pos, samples, tokens = 0, 0, 0
     if out_dir is not None and checkpoint_every:
-        got = _load_checkpoint(out_dir, rank, fingerprint, device)
+        got = _load_checkpoint(out_dir, rank, fingerprint, device, acc.sums)
         if got is not None:
             pos, samples, tokens, sums = got
             acc.sums = {n: sums[n].clone() for n in acc.sums}
@@ -200,8 +208,20 @@ def _metadata(model_name: str, texts, modules: str, max_length: int, zero_stage,
             "max_length": max_length, "zero_stage": zero_stage, "world_size": world}
 
 
-def _fingerprint(meta: dict) -> str:
-    return json.dumps(meta, sort_keys=True)   # the micro-batch is not in it: it does not change F
+def _fingerprint(meta: dict, params: dict) -> str:
+    """Everything that changes F: model, corpus (after --max-samples), modules, max length, ZeRO stage,
+    world size, and which weights with which values (LoRA targets, the model's actual weights).
+    The micro-batch and the checkpoint interval are not in it: they do not change F."""
+    return json.dumps({**meta, "weight_sums": weight_sums(params)}, sort_keys=True)
+
+
+def _finished(n: int, bad: str | None) -> None:
+    """A result may be written only if it counts samples and no tensor (`bad`) holds NaN or Infinity."""
+    if n <= 0:
+        raise E2WMError("fisher: 0 samples were processed; nothing written")
+    if bad is not None:
+        raise E2WMError(f"fisher: {bad} holds NaN or Infinity (overflow?); nothing written, "
+                        f"an earlier {FISHER_FILE} is kept")
 
 
 def compute_fisher(model, texts: list[str], tokenizer, *, max_length: int = 256, micro_batch: int = 1,
@@ -216,9 +236,11 @@ def compute_fisher(model, texts: list[str], tokenizer, *, max_length: int = 256,
     meta = _metadata(model_name, texts, modules, max_length, "none", 1)
     model.eval()  # no dropout: per-sample gradients must be deterministic
     sums, n, tok = _accumulate(model, params, seqs, len(seqs), micro_batch, device, partitioned=False,
-                               rank=0, world=1, out_dir=out_dir, fingerprint=_fingerprint(meta),
+                               rank=0, world=1, out_dir=out_dir, fingerprint=_fingerprint(meta, params),
                                checkpoint_every=checkpoint_every, stop_after=stop_after)
+    _finished(n, None)
     fisher = {k: (sums[k] / n).view(p.shape) for k, p in params.items()}
+    _finished(n, all_finite(fisher))
     meta.update(samples=n, tokens=tok, weight_sums=json.dumps(weight_sums(params)))
     if out_dir is not None:
         save_fisher(out_dir, fisher, meta)
@@ -248,7 +270,7 @@ def compute_fisher_deepspeed(engine, texts: list[str], tokenizer, *, zero_stage:
     forward = engine if partitioned else engine.module
     sums, n, tok = _accumulate(forward, params, local, math.ceil(len(seqs) / world), micro_batch, device,
                                partitioned=partitioned, rank=rank, world=world, out_dir=out_dir,
-                               fingerprint=_fingerprint(meta), checkpoint_every=checkpoint_every,
+                               fingerprint=_fingerprint(meta, params), checkpoint_every=checkpoint_every,
                                stop_after=stop_after, barrier=dist.barrier, batched_forward=not partitioned)
     counts = torch.tensor([n, tok], dtype=torch.float64, device=device)
     dist.all_reduce(counts)
@@ -258,12 +280,16 @@ def compute_fisher_deepspeed(engine, texts: list[str], tokenizer, *, zero_stage:
     if not partitioned:  # replicated params: sum every rank's squares once, at the end
         for v in sums.values():
             dist.all_reduce(v)
-        fisher = {k: (sums[k] / n).view(p.shape) for k, p in params.items()}
+        fisher = {k: (sums[k] / max(n, 1)).view(p.shape) for k, p in params.items()}
+        _finished(n, all_finite(fisher))   # every rank holds the same F, so every rank stops alike
         if out_dir is not None and rank == 0:
             save_fisher(out_dir, fisher, meta)
         dist.barrier()
         return fisher, smeta
-    part = {k: v / n for k, v in sums.items()}
+    part = {k: v / max(n, 1) for k, v in sums.items()}
+    bad = torch.tensor([float(all_finite(part) is not None)], device=device)
+    dist.all_reduce(bad)   # every rank must stop alike, or the others would wait in a collective
+    _finished(n, "a ZeRO-3 partition" if bad.item() else None)
     shapes = {k: list(p.ds_shape) for k, p in params.items()}
     if out_dir is not None:
         save_fisher(out_dir, part, {**meta, "rank": rank, "shapes": json.dumps(shapes)}, shard_name(rank, world))
@@ -282,22 +308,51 @@ def compute_fisher_deepspeed(engine, texts: list[str], tokenizer, *, zero_stage:
 
 # ---------------------------------------------------------------- CLI
 
+def bounded(low: int, high: int):
+    """An argparse type: an int in [low, high] (argparse names the flag in its one-line error)."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an int in [{low}, {high}], got {text!r}") from None
+        if not low <= v <= high:
+            raise argparse.ArgumentTypeError(f"must be in [{low}, {high}], got {v}")
+        return v
+    return parse
+
+
+MAX_LENGTH = 1 << 17   # tokens per sample; longer than any context a model of ours has
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="e2wm fisher", description="Empirical Fisher diagonal of base weights.")
+    ap = Parser(prog="e2wm fisher", description="Empirical Fisher diagonal of base weights.")
     ap.add_argument("--model", required=True, help="HF path or id; `tiny` = built-in tiny Llama, byte tokens")
     ap.add_argument("--corpus", default="builtin:pydoc", help=".txt, .jsonl, datasets dir, or builtin:pydoc")
     ap.add_argument("--out", required=True, help="output directory")
-    ap.add_argument("--max-samples", type=int, default=None)
-    ap.add_argument("--max-length", type=int, default=256)
+    ap.add_argument("--force", action="store_true", help="write into a non-empty directory that is not an "
+                    "`e2wm fisher` output")
+    ap.add_argument("--max-samples", type=bounded(1, 10**8), default=None)
+    ap.add_argument("--max-length", type=bounded(2, MAX_LENGTH), default=256)
     ap.add_argument("--modules", choices=["lora-targets", "all"], default="lora-targets")
     ap.add_argument("--lora-targets", default=None, help="comma-separated module names (default: per architecture)")
-    ap.add_argument("--micro-batch", type=int, default=1)
+    ap.add_argument("--micro-batch", type=bounded(1, 4096), default=1)
     ap.add_argument("--zero-stage", type=int, choices=[0, 2, 3], default=None,
                     help="DeepSpeed ZeRO stage (default: plain single process, or 0 under a launcher)")
-    ap.add_argument("--checkpoint-every", type=int, default=0, help="checkpoint partial sums every K samples")
-    ap.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)  # debug: simulate a crash
+    ap.add_argument("--checkpoint-every", type=bounded(0, 10**9), default=0,
+                    help="checkpoint partial sums every K samples (0: never)")
+    ap.add_argument("--stop-after", type=bounded(1, 10**9), default=None,
+                    help=argparse.SUPPRESS)  # debug: simulate a crash
     ap.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     return ap
+
+
+def _targets(spec: str | None) -> list[str] | None:
+    if spec is None:
+        return None
+    names = [t.strip() for t in spec.split(",")]
+    if not all(names):
+        raise E2WMError(f"--lora-targets {spec!r}: expected comma-separated module names, e.g. q_proj,v_proj")
+    return names
 
 
 def _engine(model, zero_stage: int, micro_batch: int):
@@ -316,14 +371,22 @@ def main_fisher(argv=None) -> int:
     from e2wm.train import dist as edist
     from e2wm.train.corpus import load_texts
 
+    from e2wm.train.corpus import check_corpus
+    from e2wm.train.model import check_model_spec
+
     a = build_parser().parse_args(argv)
+    # every check before any model loads; the output folder is created only when the result is written
+    output_dir(a.out, "--out", ours=(FISHER_FILE, "checkpoint"), force=a.force)
+    check_model_spec(a.model, "--model")
+    check_corpus(a.corpus, "--corpus")
+    targets = _targets(a.lora_targets)
     texts = load_texts(a.corpus, a.max_samples)
-    tok = load_tokenizer(a.model)
-    targets = a.lora_targets.split(",") if a.lora_targets else None
+    tok = load_tokenizer(a.model, field="--model")
     kw = dict(max_length=a.max_length, micro_batch=a.micro_batch, modules=a.modules,
               out_dir=a.out, checkpoint_every=a.checkpoint_every, stop_after=a.stop_after, model_name=a.model)
     if a.zero_stage is None and not edist.is_distributed_env():
-        model = add_lora(load_model(a.model), targets=targets)  # zero-init B: base outputs unchanged
+        model = add_lora(load_model(a.model, field="--model"), targets=targets,
+                         field="--lora-targets")  # zero-init B: base outputs unchanged
         _, meta = compute_fisher(model.to(edist.device()), texts, tok, **kw)
         print(f"fisher: {meta['samples']} samples, {meta['tokens']} tokens -> {Path(a.out) / FISHER_FILE}")
         return 0
@@ -331,7 +394,8 @@ def main_fisher(argv=None) -> int:
 
     own_group = not dist.is_initialized()  # a caller that set up the group keeps it
     edist.init_distributed()
-    engine = _engine(add_lora(load_model(a.model), targets=targets), a.zero_stage or 0, a.micro_batch)
+    model = add_lora(load_model(a.model, field="--model"), targets=targets, field="--lora-targets")
+    engine = _engine(model, a.zero_stage or 0, a.micro_batch)
     try:
         _, meta = compute_fisher_deepspeed(engine, texts, tok, zero_stage=a.zero_stage or 0, **kw)
     finally:

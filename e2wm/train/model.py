@@ -70,40 +70,46 @@ def _is_local(spec: str) -> bool:
     return spec.startswith(("/", ".", "~")) or Path(spec).exists()
 
 
-def _from_pretrained(load, spec: str, **kw):
-    """`load(local path or hub id, **kw)`; a spec it cannot load is one E2WMError line."""
+def _from_pretrained(load, spec: str, field: str = "model.name_or_path", **kw):
+    """`load(local path or hub id, **kw)`; a spec it cannot load is one E2WMError line naming `field`."""
+    from safetensors import SafetensorError
     try:
         return load(str(Path(spec).expanduser()) if _is_local(spec) else spec, **kw)
-    except (OSError, ValueError) as e:
-        raise E2WMError(f"model.name_or_path: cannot load {spec!r} ({str(e).splitlines()[0]})") from None
+    except (OSError, ValueError, SafetensorError) as e:   # missing, corrupt or foreign model files
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise E2WMError(f"{field}: cannot load {spec!r} ({first})") from None
 
 
 def check_model_spec(spec: str, field: str = "model.name_or_path") -> None:
     """Cheap check before heavy work: builtin names exist, local paths are model directories."""
+    if not spec.strip():
+        raise E2WMError(f"{field}: no model given")
     if spec == TINY:
         return
     if spec.startswith("shape:"):
         if spec[6:] not in SHAPES:
             raise E2WMError(f"{field}: unknown shape {spec[6:]!r}; known: {', '.join(SHAPES)}")
         return
+    if _is_local(spec) and not Path(spec).expanduser().is_dir():
+        raise E2WMError(f"{field}: {spec}: no such model directory")
     if _is_local(spec) and not (Path(spec).expanduser() / "config.json").is_file():
         raise E2WMError(f"{field}: {spec}: not a model directory (no config.json)")
 
 
-def load_tokenizer(spec: str, trust_remote_code: bool = False):
+def load_tokenizer(spec: str, trust_remote_code: bool = False, field: str = "model.name_or_path"):
     """The tokenizer of `spec`, with a pad token (EOS when it has none) and right padding."""
     if spec == TINY or spec.startswith("shape:"):
         tok = byte_tokenizer()
     else:
         from transformers import AutoTokenizer
-        tok = _from_pretrained(AutoTokenizer.from_pretrained, spec, trust_remote_code=trust_remote_code)
+        tok = _from_pretrained(AutoTokenizer.from_pretrained, spec, field, trust_remote_code=trust_remote_code)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token  # pads are masked out of attention and loss, so any id will do
     tok.padding_side = "right"
     return tok
 
 
-def model_config(spec: str, trust_remote_code: bool = False):
+def model_config(spec: str, trust_remote_code: bool = False, field: str = "model.name_or_path"):
     """The architecture of `spec` without its weights (cheap)."""
     if spec == TINY:
         return tiny_config()
@@ -111,10 +117,12 @@ def model_config(spec: str, trust_remote_code: bool = False):
     if spec.startswith("shape:"):
         cls_name, kw = SHAPES[spec[6:]]
         return getattr(transformers, cls_name)(**kw)
-    return _from_pretrained(transformers.AutoConfig.from_pretrained, spec, trust_remote_code=trust_remote_code)
+    return _from_pretrained(transformers.AutoConfig.from_pretrained, spec, field,
+                            trust_remote_code=trust_remote_code)
 
 
-def load_model(spec: str, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False):
+def load_model(spec: str, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False,
+               field: str = "model.name_or_path"):
     """A causal LM. Under ZeRO-3 keep a `HfDeepSpeedConfig` alive before calling: the weights are
     then partitioned as they load (`from_pretrained` / `from_config`), so no rank holds the whole model."""
     from transformers import AutoModelForCausalLM
@@ -125,7 +133,7 @@ def load_model(spec: str, dtype: torch.dtype = torch.float32, trust_remote_code:
         return tiny_causal_lm().to(dtype)
     if spec.startswith("shape:"):
         return AutoModelForCausalLM.from_config(model_config(spec), dtype=dtype)
-    return _from_pretrained(AutoModelForCausalLM.from_pretrained, spec, dtype=dtype,
+    return _from_pretrained(AutoModelForCausalLM.from_pretrained, spec, field, dtype=dtype,
                             trust_remote_code=trust_remote_code)
 
 
@@ -137,7 +145,8 @@ def default_targets(model) -> tuple[str, ...]:
     return LORA_TARGETS[kind]
 
 
-def add_lora(model, r: int = 8, alpha: int = 32, targets=None, dropout: float = 0.0, seed: int = 0):
+def add_lora(model, r: int = 8, alpha: int = 32, targets=None, dropout: float = 0.0, seed: int = 0,
+             field: str = "lora.target_modules"):
     """Wrap `model` with a peft LoRA adapter for causal LM (A drawn from `seed`); returns the PeftModel."""
     from peft import LoraConfig, TaskType, get_peft_model
 
@@ -149,7 +158,7 @@ def add_lora(model, r: int = 8, alpha: int = 32, targets=None, dropout: float = 
         try:
             return get_peft_model(model, cfg)
         except ValueError as e:  # peft: "Target modules {...} not found in the base model"
-            raise E2WMError(f"lora.target_modules: {str(e).splitlines()[0]}") from None
+            raise E2WMError(f"{field}: {str(e).splitlines()[0]}") from None
 
 
 def base_name(peft_name: str) -> str:
