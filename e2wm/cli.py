@@ -11,6 +11,7 @@ from e2wm.collect.config import CollectConfig
 from e2wm.collect.mcts import MCTSConfig
 from e2wm.config import add_field_flags, apply_sets, flag_values, read_yaml
 from e2wm.data.config import DataConfig
+from e2wm.eval.config import EvalConfig
 from e2wm.errors import E2WMError
 
 MCTS_DEFAULTS = MCTSConfig()
@@ -101,6 +102,12 @@ def _parser() -> Parser:
     co.add_argument("--simulations", type=int, default=None,
                     help="MCTS simulations per plan (short for --set mcts.simulations=N)")
     _add_set_flag(co, "mcts.max_depth=20")
+    co.add_argument("--force", action="store_true",
+                    help="write into a non-empty --out that holds no manifest (files there named like "
+                         "collect's outputs are still never overwritten)")
+    co.add_argument("--check", action="store_true",
+                    help="check the config and --out, plan the units, print their count and exit "
+                         "(starts no Ray, writes nothing)")
     co.set_defaults(func=_collect, config_flags=flags)
 
     bd = sub.add_parser("build-data", help="episodes -> E2WM training tasks and evaluation suites")
@@ -115,22 +122,9 @@ def _parser() -> Parser:
     bd.set_defaults(func=_build_data, config_flags=flags)
 
     ev = sub.add_parser("eval", help="score a model (and adapter) on suites in E2WM's released format")
-    ev.add_argument("--model", default="tiny", help="a local directory, a hub id, or tiny")
-    ev.add_argument("--adapter", default=None, help="a LoRA adapter directory (`e2wm export` output)")
     ev.add_argument("--suites", nargs="+", required=True, help="suite files or directories of them")
     ev.add_argument("--only", nargs="+", default=(), help="suite names (file stems) to keep")
-    ev.add_argument("--limit", type=int, default=0, help="items per suite (0: all)")
-    ev.add_argument("--num-beams", type=int, default=4, help="beam width for generation (1: greedy)")
-    ev.add_argument("--max-new-tokens", type=int, default=256)
-    ev.add_argument("--out", default="out/eval", help="where results.json and results.md go")
-    ev.add_argument("--ppl-corpus", default=None,
-                    help="general text for perplexity: .txt, .jsonl, a datasets dir or builtin:pydoc")
-    ev.add_argument("--ppl-docs", type=int, default=200, help="its last N documents (the Fisher reads the first)")
-    ev.add_argument("--ppl-max-length", type=int, default=800)
-    ev.add_argument("--ppl-stride", type=int, default=None, help="sliding window stride (default: truncate)")
-    ev.add_argument("--fisher", default=None,
-                    help="the Fisher file (or its directory): the perplexity documents must not be its samples")
-    ev.set_defaults(func=_eval)
+    ev.set_defaults(func=_eval, config_flags=add_field_flags(ev, EvalConfig))
 
     rp = sub.add_parser("report", help="several `e2wm eval` runs side by side (Table 2 layout) with charts")
     rp.add_argument("runs", nargs="+", help="e2wm eval output directories, the base run first")
@@ -200,6 +194,7 @@ def _parser() -> Parser:
 
 
 def _plan(args) -> int:
+    from e2wm.collect.episodes import check_seed_unit
     from e2wm.collect.plans import format_plan_episode, plan_episode
     from e2wm.world.activities import ALL_ACTIVITIES, UNSEEN_NAMES, get_activity
     if args.list:
@@ -207,13 +202,16 @@ def _plan(args) -> int:
             held = " (held out)" if a.name in UNSEEN_NAMES else ""
             print(f"{a.name + held:<40} {'; '.join(a.goals)}")
         return 0
-    scene = args.scene
-    if scene is None:
-        if not args.activity:
-            raise E2WMError("plan: name an --activity (see --list) or a robothow: --scene")
-        scene = _first_fitting_scene(get_activity(args.activity), args.seed)
+    # Every flag is checked before the (slow) search for a fitting apartment.
     cfg = MCTSConfig(simulations=args.simulations, max_depth=args.max_depth, select=args.select,
                      prune=not args.no_prune)
+    check_seed_unit(args.seed, args.unit)
+    activity = get_activity(args.activity) if args.activity else None
+    scene = args.scene
+    if scene is None:
+        if activity is None:
+            raise E2WMError("plan: name an --activity (see --list) or a robothow: --scene")
+        scene = _first_fitting_scene(activity, args.seed)
     with _progress() as bar:
         task = bar.add_task(f"MCTS on {scene}", total=cfg.simulations)
         ep = plan_episode(scene, args.activity, cfg, args.seed, args.unit,
@@ -233,26 +231,32 @@ def _first_fitting_scene(activity, start: int) -> str:
 
 def _explore(args) -> int:
     from e2wm.collect.explore import ExploreConfig, explore_episode, format_episode
-    ep = explore_episode(args.scene or f"procedural:{args.seed}",
-                         ExploreConfig(agents=args.agents, steps=args.steps), args.seed, args.unit)
+    cfg = ExploreConfig(agents=args.agents, steps=args.steps)
+    ep = explore_episode(args.scene or f"procedural:{args.seed}", cfg, args.seed, args.unit)
     print(ep.to_json() if args.json else format_episode(ep))
     return 0
 
 
 def _collect(args) -> int:
-    from e2wm.collect.run import collect
+    from e2wm.collect.run import collect, prepare
     flags = {"activities": args.activity} if args.activity else {}
     sims = [f"mcts.simulations={args.simulations}"] if args.simulations is not None else []
     cfg = _job_config(CollectConfig, args, "collect.yaml", flags, sims)
+    if args.check:
+        out, units, m = prepare(cfg, force=args.force)
+        print(f"ok: {len(units)} units ({cfg.plans} plans, {cfg.explorations} explorations, {cfg.stories} "
+              f"stories) in {m['n_shards']} shards, {len(m['shards'])} already done in {out}; nothing "
+              f"started or written")
+        return 0
     with _progress(rate=True) as bar:
         task = bar.add_task(f"collecting into {cfg.out}", total=None)
 
         def advance(k, total):
             bar.update(task, total=total, advance=k)
-        stats = collect(cfg, progress=advance, log=bar.console.print)
+        stats = collect(cfg, progress=advance, log=bar.console.print, force=args.force)
     print(f"{stats['episodes']} episodes, {stats['failures']} failed units (see failures.jsonl) of "
           f"{stats['units']} in {cfg.out}; this run: {stats['units_this_run']} units, {stats['wall_s']} s "
-          f"in all, {stats['run_s']} s of work ({stats['episodes_per_s']} units/s on {stats['workers']} "
+          f"in all, {stats['run_s']} s of work ({stats['units_per_s']} units/s on {stats['workers']} "
           f"workers, {stats['restarts']} restarts)")
     print(f"content hash {stats['content_hash']}")
     return 0
@@ -315,18 +319,10 @@ def _export(args) -> int:
 
 
 def _eval(args) -> int:
-    from e2wm.eval.harness import EvalConfig, evaluate
-    if (args.limit < 0 or min(args.num_beams, args.max_new_tokens, args.ppl_docs, args.ppl_max_length) < 1
-            or (args.ppl_stride is not None and args.ppl_stride < 1)):
-        raise E2WMError("eval: --limit must be >= 0; --num-beams, --max-new-tokens and the --ppl-* "
-                        "numbers >= 1")
-    cfg = EvalConfig(model=args.model, adapter=args.adapter, suites=tuple(args.suites),
-                     only=tuple(args.only), limit=args.limit, out=args.out, num_beams=args.num_beams,
-                     max_new_tokens=args.max_new_tokens, ppl_corpus=args.ppl_corpus,
-                     ppl_docs=args.ppl_docs, ppl_max_length=args.ppl_max_length, ppl_stride=args.ppl_stride,
-                     fisher=args.fisher)
+    from e2wm.eval.harness import evaluate
+    cfg = EvalConfig(suites=tuple(args.suites), only=tuple(args.only), **flag_values(args, args.config_flags))
     evaluate(cfg)
-    print(f"wrote {args.out}/results.json and results.md")
+    print(f"wrote {cfg.out}/results.json and results.md")
     return 0
 
 

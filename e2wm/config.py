@@ -81,6 +81,8 @@ def check_ranges(obj, where: str = "") -> None:
             continue
         low, high = bounds
         v = getattr(obj, f.name)
+        if v is None and f.default is None:   # an optional field left unset
+            continue
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise E2WMError(f"{where}{f.name}={v!r}: expected a number in [{low}, {high}]")
         if isinstance(low, int) and isinstance(high, int) and not isinstance(v, int):

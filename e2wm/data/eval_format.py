@@ -3,10 +3,10 @@ of them), generation rows {"input", "ref"} or multiple-choice rows {"input", "an
 "answer"} with the answer among the options."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from e2wm.errors import E2WMError
+from e2wm.files import MAX_DATA_BYTES, loads, read_text
 
 
 def _kind(row) -> str | None:
@@ -26,20 +26,12 @@ def read_eval(path) -> tuple[str, list[dict]]:
     """(kind, rows) of an evaluation file; E2WMError naming file:line on a malformed row, a row of
     the other kind, or an empty file. In a JSON-list file, line numbers count rows from 1."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, "suite file", limit=MAX_DATA_BYTES)
     if text.lstrip().startswith("["):
-        try:
-            numbered = list(enumerate(json.loads(text), 1))
-        except json.JSONDecodeError as e:
-            raise E2WMError(f"{path}:{e.lineno}: malformed JSON: {e.msg}") from None
+        numbered = list(enumerate(loads(text, str(path)), 1))
     else:
-        numbered = []
-        for i, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    numbered.append((i, json.loads(line)))
-                except json.JSONDecodeError as e:
-                    raise E2WMError(f"{path}:{i}: malformed JSON: {e.msg}") from None
+        numbered = [(i, loads(line, f"{path}:{i}", position=False))
+                    for i, line in enumerate(text.splitlines(), 1) if line.strip()]
     if not numbered:
         raise E2WMError(f"{path}: no rows")
     kind = None

@@ -14,17 +14,16 @@ DeepSpeed's accelerator.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import statistics
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from e2wm.data.eval_format import read_eval
 from e2wm.errors import E2WMError
+from e2wm.eval.config import EvalConfig
+from e2wm.files import input_dir, input_file, make_dir, output_dir, read_json, write_atomic, write_json
 from e2wm.eval.executability import execute
 from e2wm.eval.metrics import exact_match, first_line, lcs_ratio, rouge
 from e2wm.eval.scoring import CALIBRATION_PROMPT, NORMS, option_scores
@@ -32,33 +31,14 @@ from e2wm.eval.scoring import CALIBRATION_PROMPT, NORMS, option_scores
 UN_SUITES = ("housework_qa", "neg_housework_qa", "act_infer")   # E2WM's 'un' suites; the rest 'ln'
 
 
-@dataclass(frozen=True)
-class EvalConfig:
-    model: str = "tiny"
-    adapter: str | None = None
-    suites: tuple[str, ...] = ()        # directories (every *.json / *.jsonl in them) or files
-    only: tuple[str, ...] = ()          # suite names to keep (file stems)
-    limit: int = 0                      # items per suite (0: all)
-    out: str = "out/eval"
-    num_beams: int = 4                  # 1: greedy
-    max_new_tokens: int = 256
-    ppl_corpus: str | None = None       # general text for perplexity (e2wm.train.corpus specs)
-    ppl_docs: int = 200                 # its last N documents (the Fisher reads the first ones)
-    ppl_max_length: int = 800
-    ppl_stride: int | None = None       # None: truncate at ppl_max_length; else a sliding window
-    fisher: str | None = None           # the Fisher file: its documents are checked disjoint from ours
-
-
 def suite_files(cfg: EvalConfig) -> list[Path]:
     files = []
     for s in cfg.suites:
         p = Path(s)
         if p.is_dir():
-            files += sorted(x for x in p.iterdir() if x.suffix in (".json", ".jsonl"))
-        elif p.is_file():
-            files.append(p)
+            files += sorted(x for x in p.iterdir() if x.suffix in (".json", ".jsonl") and x.is_file())
         else:
-            raise E2WMError(f"{p}: no such suite file or directory")
+            files.append(input_file(p, "suite file or directory"))
     stems = [f.stem for f in files]
     twice = sorted({x for x in stems if stems.count(x) > 1})
     if twice:
@@ -70,7 +50,7 @@ def suite_files(cfg: EvalConfig) -> list[Path]:
             raise E2WMError(f"--only {', '.join(unknown)}: no such suite among {', '.join(f.stem for f in files)}")
         files = [f for f in files if f.stem in cfg.only]
     if not files:
-        raise E2WMError("no suite files to evaluate")
+        raise E2WMError(f"--suites {' '.join(cfg.suites)}: no suite files (*.json, *.jsonl) to evaluate")
     return files
 
 
@@ -89,14 +69,18 @@ def load(cfg: EvalConfig):
 
 def _with_adapter(model, cfg: EvalConfig):
     from peft import PeftModel
-    path = Path(cfg.adapter)
+    from safetensors import SafetensorError
+    path = input_dir(cfg.adapter, "adapter directory")
     config = path / "adapter_config.json"
     if not config.is_file():
-        raise E2WMError(f"{path}: not a LoRA adapter (no adapter_config.json)")
+        raise E2WMError(f"--adapter {path}: not a LoRA adapter (no adapter_config.json)")
+    if not isinstance(read_json(config, "adapter config"), dict):
+        raise E2WMError(f"{config}: expected a JSON object")
     try:
         return PeftModel.from_pretrained(model, str(path))
-    except (RuntimeError, ValueError, KeyError) as e:
-        raise E2WMError(f"{path}: does not fit {cfg.model}: {str(e).splitlines()[0][:200]}") from None
+    except (RuntimeError, ValueError, KeyError, TypeError, OSError, SafetensorError) as e:
+        why = " ".join(str(e).split())[:240] or type(e).__name__
+        raise E2WMError(f"--adapter {path}: does not fit {cfg.model}: {why}") from None
 
 
 def _mc_item(model, tok, row) -> dict[str, int]:
@@ -161,6 +145,7 @@ def _items(model, tok, kind: str, rows, cfg: EvalConfig, rank: int, world: int) 
 
 
 def evaluate(cfg: EvalConfig, log=print) -> dict:
+    out = output_dir(cfg.out, "--out", ours=("results.json", "results.md"))
     files = suite_files(cfg)
     suites = {f.stem: (f, *read_eval(f)) for f in files}    # every file parses before the model loads
     texts = _ppl_texts(cfg)
@@ -190,10 +175,9 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
         log(f"  perplexity {p['ppl']:.3f} (e^NLL over {p['tokens']} tokens of {p['documents']} documents; "
             f"E2WM's 2^NLL: {p['ppl_base2_e2wm']:.3f})")
     if rank == 0:   # the same bytes whatever the number of ranks: timings go to the log only
-        out = Path(cfg.out)
-        out.mkdir(parents=True, exist_ok=True)
-        _atomic(out / "results.json", json.dumps(results, indent=1))
-        _atomic(out / "results.md", _markdown(results))
+        make_dir(out)
+        write_json(out / "results.json", results)
+        write_atomic(out / "results.md", _markdown(results))
     if world > 1:
         from e2wm.train.dist import shutdown
         shutdown()
@@ -219,20 +203,28 @@ def _ppl_texts(cfg: EvalConfig) -> tuple[list[str], str] | None:
     docs = load_texts(cfg.ppl_corpus)
     if not cfg.fisher:
         return docs[-cfg.ppl_docs:], "not checked (no --fisher): the Fisher reads a corpus's first documents"
-    from safetensors import safe_open
-    from e2wm.train.fisher_io import fisher_path
-    path = fisher_path(cfg.fisher)
-    if not path.is_file():
-        raise E2WMError(f"--fisher {cfg.fisher}: no Fisher file there")
-    with safe_open(str(path), framework="pt") as fh:
-        meta = dict(fh.metadata() or {})
-    used = int(meta.get("samples", 0))
+    meta = _fisher_meta(cfg.fisher)
+    try:
+        used = int(meta.get("samples", 0))
+    except ValueError:
+        raise E2WMError(f"--fisher {cfg.fisher}: its metadata 'samples' is not a count") from None
     if corpus_hash(docs[:used]) != meta.get("corpus_sha256"):
         return docs[-cfg.ppl_docs:], "disjoint: the Fisher read another corpus"
     if len(docs) - cfg.ppl_docs < used:
         raise E2WMError(f"--ppl-corpus {cfg.ppl_corpus}: its last {cfg.ppl_docs} of {len(docs)} documents "
                         f"overlap the {used} the Fisher read; lower --ppl-docs to {len(docs) - used} or less")
     return docs[-cfg.ppl_docs:], f"disjoint: the Fisher read documents 0..{used - 1}"
+
+
+def _fisher_meta(spec: str) -> dict:
+    from safetensors import SafetensorError, safe_open
+    from e2wm.train.fisher_io import fisher_path
+    path = input_file(fisher_path(spec), "Fisher file")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return dict(fh.metadata() or {})
+    except (OSError, SafetensorError) as e:
+        raise E2WMError(f"--fisher {path}: not a readable safetensors file ({e})") from None
 
 
 def headline(s: dict) -> tuple[str, float]:
@@ -258,10 +250,3 @@ def _markdown(r: dict) -> str:
         lines.append(f"| perplexity ({p['corpus']}) | {p['documents']} docs | e^NLL | {p['ppl']:.4f} |")
         lines.append(f"| (E2WM's 2^NLL, for comparison only) | | 2^NLL | {p['ppl_base2_e2wm']:.4f} |")
     return "\n".join(lines) + "\n"
-
-
-def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-

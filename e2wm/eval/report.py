@@ -3,24 +3,38 @@ Table 2 (suites as rows, runs as columns, the base run first, perplexity last), 
 relative improvement of each run over the base run, and a PNG bar chart per suite group."""
 from __future__ import annotations
 
-import json
-import os
+import io
+import math
 from pathlib import Path
 
 from e2wm.errors import E2WMError
+from e2wm.files import input_dir, make_dir, output_dir, read_json, write_atomic
 from e2wm.eval.harness import headline
 
 GROUPS = {"multiple choice": "mc", "generation": "gen"}
 
 
 def _load(run: str) -> tuple[str, dict]:
-    path = Path(run) / "results.json"
+    """(name, results) of an `e2wm eval` output directory, its results.json checked for what the
+    report reads: each suite's format and a finite headline number."""
+    path = input_dir(run, "eval run directory") / "results.json"
     if not path.is_file():
         raise E2WMError(f"{run}: no results.json (is it an `e2wm eval --out` directory?)")
-    try:
-        return Path(run).resolve().name, json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise E2WMError(f"{path}:{e.lineno}: malformed JSON: {e.msg}") from None
+    r = read_json(path, "eval results file", inside=run)
+    if not isinstance(r, dict) or not isinstance(r.get("suites"), dict) or not r["suites"]:
+        raise E2WMError(f"{path}: not an `e2wm eval` results file (no suites)")
+    for name, s in r["suites"].items():
+        try:
+            value = headline(s)[1] if s.get("format") in GROUPS.values() else None
+        except (KeyError, TypeError, AttributeError):
+            value = None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise E2WMError(f"{path}: suites.{name}: expected a format (mc or gen) and a finite headline "
+                            f"metric")
+    ppl = r.get("perplexity")
+    if ppl is not None and not (isinstance(ppl, dict) and isinstance(ppl.get("ppl"), (int, float))):
+        raise E2WMError(f"{path}: perplexity: expected a mapping with a number 'ppl'")
+    return Path(run).resolve().name, r
 
 
 def relative_improvement(base: dict, run: dict) -> float | None:
@@ -33,6 +47,7 @@ def relative_improvement(base: dict, run: dict) -> float | None:
 def report(runs: list[str], out: str | Path) -> Path:
     if not runs:
         raise E2WMError("report: name at least one run directory")
+    out = output_dir(out, "--out", ours=("report.md",))
     loaded = [_load(r) for r in runs]
     names = [n for n, _ in loaded]
     if len(set(names)) != len(names):
@@ -52,17 +67,13 @@ def report(runs: list[str], out: str | Path) -> Path:
     lines += ["", "Average relative improvement over the base run (E2WM's summary figure): "
               + ", ".join(f"{n} {g:+.2%}" if g is not None else f"{n} n/a" for n, g in zip(names[1:], gains))
               if gains else "", ""]
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     for group, kind in GROUPS.items():
         members = [s for s in suites if next(r["suites"][s] for _, r in loaded if s in r["suites"])["format"] == kind]
         if members:
             _chart(out / f"{kind}.png", group, members, names, loaded)
             lines.append(f"![{group}]({kind}.png)")
-    tmp = out / f".report.md.tmp-{os.getpid()}"
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, out / "report.md")
-    return out / "report.md"
+    return write_atomic(out / "report.md", "\n".join(lines) + "\n")
 
 
 def _chart(path: Path, title: str, suites: list[str], names: list[str], loaded) -> None:
@@ -78,5 +89,7 @@ def _chart(path: Path, title: str, suites: list[str], names: list[str], loaded) 
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
+    write_atomic(path, buf.getvalue())

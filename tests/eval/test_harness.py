@@ -70,7 +70,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["eval", "--suites", str(d), "--only", "housework_qa", "--adapter", str(tmp_path / "nope"),
                  "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "not a LoRA adapter" in err[0]
+    assert len(err) == 1 and "no such adapter directory" in err[0]
     assert main(["eval", "--suites", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
     assert not (tmp_path / "o").exists()
 

@@ -35,7 +35,7 @@ def test_report_writes_the_table_and_charts(tmp_path, capsys):
     for png in ("mc.png", "gen.png"):
         assert (tmp_path / "r" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "r2")]) == 2
-    assert "no results.json" in capsys.readouterr().err
+    assert "no such eval run directory" in capsys.readouterr().err
 
 
 def test_eval_never_imports_collect_or_ray():

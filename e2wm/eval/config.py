@@ -1,0 +1,33 @@
+"""The config of one `e2wm eval` run."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from e2wm.config import check_ranges
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """One `e2wm eval` run; its scalar fields are the command's flags."""
+    model: str = field(default="tiny", metadata={"help": "a local directory, a hub id, or tiny"})
+    adapter: str | None = field(default=None, metadata={
+        "help": "a LoRA adapter directory (`e2wm export` output)"})
+    suites: tuple[str, ...] = ()        # directories (every *.json / *.jsonl in them) or files
+    only: tuple[str, ...] = ()          # suite names to keep (file stems)
+    limit: int = field(default=0, metadata={"help": "items per suite (0: all)", "range": (0, 10_000_000)})
+    out: str = field(default="out/eval", metadata={"help": "where results.json and results.md go"})
+    num_beams: int = field(default=4, metadata={"help": "beam width for generation (1: greedy)",
+                                                "range": (1, 64)})
+    max_new_tokens: int = field(default=256, metadata={"help": "generation length", "range": (1, 32_768)})
+    ppl_corpus: str | None = field(default=None, metadata={
+        "help": "general text for perplexity: .txt, .jsonl, a datasets dir or builtin:pydoc"})
+    ppl_docs: int = field(default=200, metadata={
+        "help": "its last N documents (the Fisher reads the first)", "range": (1, 10_000_000)})
+    ppl_max_length: int = field(default=800, metadata={"help": "tokens per document", "range": (2, 1_000_000)})
+    ppl_stride: int | None = field(default=None, metadata={
+        "help": "sliding window stride (default: truncate)", "range": (1, 1_000_000)})
+    fisher: str | None = field(default=None, metadata={
+        "help": "the Fisher file (or its directory): the perplexity documents must not be its samples"})
+
+    def __post_init__(self):
+        check_ranges(self, "eval: ")
