@@ -19,8 +19,18 @@ def canonical_json(obj) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+MAX_SEED = 2**63 - 1
+
+
+def check_seed_unit(seed, unit) -> None:
+    for name, v in (("seed", seed), ("unit", unit)):
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_SEED:
+            raise E2WMError(f"{name}={v!r}: must be an int in [0, {MAX_SEED}]")
+
+
 def episode_key(config: dict, scene: str, seed: int, unit: int) -> str:
     """A stable 20-hex-digit key for one work unit of a job."""
+    check_seed_unit(seed, unit)
     blob = canonical_json({"config": config, "scene": scene, "seed": seed, "unit": unit})
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 

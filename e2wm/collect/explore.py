@@ -20,10 +20,11 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from e2wm.collect.episodes import Episode, episode_key
+from e2wm.config import check_ranges
 from e2wm.errors import E2WMError
 from e2wm.world.facts import Fact
 from e2wm.world.scenes import load_scene
@@ -46,36 +47,36 @@ DEFAULT_MIX = (("walk_room", 3.0), ("walk_object", 3.0), ("grab", 2.0), ("put", 
                ("open_close", 1.0), ("switch", 1.0), ("drop", 0.5))
 _PUT_TARGET = {"PUTBACK": SURFACES, "PUTIN": CONTAINERS}
 _parse = lru_cache(maxsize=1 << 16)(parse_line)
+MAX_AGENTS = 16          # characters in one apartment
+MAX_WEIGHT = 1e6
 
 
 @dataclass(frozen=True)
 class ExploreConfig:
-    agents: int = 3
-    steps: int = 28
+    # Ranges (checked on construction) stop a typo from exhausting memory or time.
+    agents: int = field(default=3, metadata={"range": (1, MAX_AGENTS)})
+    steps: int = field(default=28, metadata={"range": (1, 100_000)})
     mix: tuple[tuple[str, float], ...] = DEFAULT_MIX   # (kind, weight); weight 0 disables a kind
     # > 0: the episode draws this many receptacles at the start, and puts go only onto or into them
     # (walks to other furniture are left out too), so several objects gather in one place: the
     # counting stories. 0: any receptacle.
-    receptacles: int = 0
+    receptacles: int = field(default=0, metadata={"range": (0, 1000)})
 
     def __post_init__(self):
-        for name, low in (("agents", 1), ("steps", 1), ("receptacles", 0)):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < low:
-                raise E2WMError(f"{name} must be an int >= {low}, got {v!r}")
+        check_ranges(self)
         try:
             mix = tuple((k, w) for k, w in self.mix)
         except (TypeError, ValueError):
             raise E2WMError(f"mix must be (kind, weight) pairs, "
                             f"got {self.mix!r}") from None
         for k, w in mix:
-            if k not in ACTION_KINDS:
+            if not isinstance(k, str) or k not in ACTION_KINDS:
                 raise E2WMError(f"mix has unknown kind {k!r}; "
                                 f"known: {', '.join(ACTION_KINDS)}")
             if (not isinstance(w, (int, float)) or isinstance(w, bool) or not math.isfinite(w)
-                    or w < 0):
-                raise E2WMError(f"mix weight of {k!r} must be a finite number "
-                                f">= 0, got {w!r}")
+                    or not 0 <= w <= MAX_WEIGHT):
+                raise E2WMError(f"mix weight of {k!r} must be a number in [0, {MAX_WEIGHT:g}], "
+                                f"got {w!r}")
         kinds = [k for k, _ in mix]
         if len(set(kinds)) != len(kinds):
             raise E2WMError(f"mix names a kind twice: {kinds}")
@@ -222,6 +223,7 @@ def explore_episode(scene: str, config: ExploreConfig, seed: int, unit: int = 0)
     """One exploration episode of `scene` (a source string, loaded by `explore_scene`); everything
     but `timing` is a pure function of the arguments."""
     t0 = time.perf_counter()
+    key = episode_key({**config.to_dict(), "kind": "explore"}, scene, seed, unit)
     w = World.from_dict(explore_scene(scene, config.agents), scene)
     _need_characters(w, config.agents, f"scene {scene!r}")
     start = w.clone()
@@ -235,8 +237,8 @@ def explore_episode(scene: str, config: ExploreConfig, seed: int, unit: int = 0)
                         (x for m in moves for loc in (m["from"], m["to"])
                          for x in (loc["room"], loc["target"]) if x is not None))
     return Episode(
-        key=episode_key({**config.to_dict(), "kind": "explore"}, scene, seed, unit),
-        kind="explore", scene=scene, seed=seed, unit=unit, agents=config.agents, engine=ENGINE_VERSION,
+        key=key, kind="explore", scene=scene, seed=seed, unit=unit, agents=config.agents,
+        engine=ENGINE_VERSION,
         conditions=sorted(t for o in moved for t in _facts(sc, o, location(start, o))),
         names={str(i): sc.class_name[i] for i in sorted(named)},
         steps=steps,

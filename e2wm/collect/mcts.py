@@ -13,7 +13,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 
-from e2wm.config import build
+from e2wm.config import build, check_ranges
 from e2wm.errors import E2WMError
 from e2wm.world.legal import line_text
 from e2wm.world.rules import possible
@@ -30,15 +30,17 @@ _HELD_ONLY = ("DROP", "RELEASE", "PUTOBJBACK")   # checked only for objects in h
 
 @dataclass(frozen=True)
 class MCTSConfig:
-    simulations: int = 20_000
-    max_depth: int = 25
-    discount: float = 0.99
-    c_init: float = 10.0          # exploration: E2WM's c(N) = ln((1 + N + c_base) / c_base + c_init)
-    c_base: float = 1000.0
-    reward_new: float = 2.0       # per goal fact newly satisfied
-    reward_undo: float = -1.5     # per goal fact undone
-    reward_step: float = -0.1     # per planner step (a macro is one step)
-    reward_done: float = 5.0      # once every goal fact holds; the episode ends there
+    # Ranges (checked on construction) stop a typo from exhausting memory or time; no sane job nears them.
+    simulations: int = field(default=20_000, metadata={"range": (1, 10_000_000)})
+    max_depth: int = field(default=25, metadata={"range": (1, 1000)})
+    discount: float = field(default=0.99, metadata={"range": (0.0, 1.0)})   # 0 excluded below
+    # exploration: E2WM's c(N) = ln((1 + N + c_base) / c_base + c_init)
+    c_init: float = field(default=10.0, metadata={"range": (0.0, 1e9)})
+    c_base: float = field(default=1000.0, metadata={"range": (1e-3, 1e12)})
+    reward_new: float = field(default=2.0, metadata={"range": (-1e6, 1e6)})    # per goal fact made true
+    reward_undo: float = field(default=-1.5, metadata={"range": (-1e6, 1e6)})  # per goal fact undone
+    reward_step: float = field(default=-0.1, metadata={"range": (-1e6, 1e6)})  # per step (a macro is one)
+    reward_done: float = field(default=5.0, metadata={"range": (-1e6, 1e6)})   # once every goal fact holds
     excluded: tuple[str, ...] = E2WM_EXCLUDED
     select: str = "best_reward"   # E2WM: the best-reward prefix of any simulated path; or "most_visited"
     prune: bool = True            # drop steps the successful plan does not need (re-checked in the world)
@@ -48,16 +50,18 @@ class MCTSConfig:
     def __post_init__(self):
         def bad(name, why):
             raise E2WMError(f"{name}={getattr(self, name)!r}: {why}")
-        if not isinstance(self.simulations, int) or self.simulations < 1:
-            bad("simulations", "must be an int >= 1")
-        if not isinstance(self.max_depth, int) or self.max_depth < 1:
-            bad("max_depth", "must be an int >= 1")
-        if not 0 < self.discount <= 1:
+        check_ranges(self)
+        if self.discount == 0:
             bad("discount", "must be in (0, 1]")
+        for name in ("prune", "goal_verbs"):
+            if not isinstance(getattr(self, name), bool):
+                bad(name, "must be true or false")
         if self.select not in ("best_reward", "most_visited"):
             bad("select", "must be 'best_reward' or 'most_visited'")
         if self.room_walks not in ("first", "always"):
             bad("room_walks", "must be 'first' or 'always'")
+        if not isinstance(self.excluded, (tuple, list)) or not all(isinstance(v, str) for v in self.excluded):
+            bad("excluded", "must be a list of action names")
         unknown = [v for v in self.excluded if v.upper() not in ACTION_ARITY]
         if unknown:
             bad("excluded", f"unknown action(s) {', '.join(unknown)}")

@@ -144,8 +144,11 @@ def test_a_world_where_nobody_can_act_stops_the_exploration():
     ({"mix": (("grab", -1.0),)}, r"weight of 'grab'.*-1\.0"),
     ({"mix": (("grab", 0.0),)}, r"weight > 0"),
     ({"mix": (("grab", 1.0), ("grab", 2.0))}, r"twice"),
-    ({"agents": 0}, r"agents must be an int >= 1, got 0"),
-    ({"steps": -3}, r"steps must be an int >= 1, got -3"),
+    ({"agents": 0}, r"agents=0: must be in \[1, 16\]"),
+    ({"agents": 17}, r"agents=17: must be in \[1, 16\]"),
+    ({"steps": -3}, r"steps=-3: must be in \[1, 100000\]"),
+    ({"steps": 10**9}, r"steps=1000000000: must be in \[1, 100000\]"),
+    ({"mix": (("grab", 1e300),)}, r"weight of 'grab'"),
 ])
 def test_config_errors_name_the_problem(kwargs, message):
     with pytest.raises(E2WMError, match=message):

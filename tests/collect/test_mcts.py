@@ -136,7 +136,13 @@ def test_most_visited_option(tiny_scene):
                                          ({"discount": 1.5}, "discount"),
                                          ({"select": "best"}, "select"),
                                          ({"excluded": ("FLY",)}, "excluded"),
-                                         ({"excluded": ("WALK",)}, "excluded")])
+                                         ({"excluded": ("WALK",)}, "excluded"),
+                                         ({"simulations": 10**12}, r"simulations=.*10000000\]"),
+                                         ({"c_init": "x"}, "c_init='x'"),
+                                         ({"reward_new": [1]}, "reward_new"),
+                                         ({"reward_done": float("inf")}, "reward_done"),
+                                         ({"discount": 0.0}, "discount"),
+                                         ({"prune": "no"}, "prune")])
 def test_config_errors_name_the_field(bad, field):
     with pytest.raises(E2WMError, match=field):
         MCTSConfig(**bad)

@@ -206,7 +206,7 @@ def test_cli_flags_override_the_file_and_set_overrides_both(tmp_path, monkeypatc
     ("mcts.simulations=x", "mcts.simulations: expected an int, got 'x'"),
     ("mcts.simulatons=3", "unknown key(s) mcts.simulatons"),
     ("mcts=3", "mcts: expected a mapping"),
-    ("workers=0", "workers=0: must be an int >= 1"),
+    ("workers=0", "workers=0: must be in [1, 4096]"),
 ])
 def test_a_bad_set_prints_one_line_naming_the_field(setting, names, capsys, monkeypatch):
     monkeypatch.setattr("e2wm.collect.run.collect", lambda *a, **kw: pytest.fail("collected"))
