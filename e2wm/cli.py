@@ -139,12 +139,14 @@ def _parser() -> Parser:
     tr.set_defaults(func=_train)
     xp = sub.add_parser("export", help="a training checkpoint -> PEFT adapter directory (LoRA) or HF model")
     xp.add_argument("checkpoint", help="a step directory, or a run directory (its newest checkpoint)")
-    xp.add_argument("--out", required=True, help="output directory")
+    xp.add_argument("--out", required=True, help="output directory (replaced if an earlier export)")
+    xp.add_argument("--force", action="store_true", help="replace a non-empty directory that is not an export")
     xp.set_defaults(func=_export)
     mg = sub.add_parser("merge", help="base model + PEFT adapter -> one HF model directory")
     mg.add_argument("--adapter", required=True, help="adapter directory (from e2wm export or training)")
     mg.add_argument("--out", required=True, help="output directory")
     mg.add_argument("--base", default=None, help="base model (default: the adapter's base_model_name_or_path)")
+    mg.add_argument("--force", action="store_true", help="replace a non-empty directory that is not an export")
     mg.set_defaults(func=_merge)
 
     bench = sub.add_parser("bench", help="benchmarks, contenders side by side").add_subparsers(metavar="WHAT",
@@ -314,7 +316,7 @@ def _train(args) -> int:
 
 def _export(args) -> int:
     from e2wm.train.export import export
-    print(f"wrote {export(args.checkpoint, args.out)}")
+    print(f"wrote {export(args.checkpoint, args.out, args.force)}")
     return 0
 
 
@@ -334,7 +336,7 @@ def _report(args) -> int:
 
 def _merge(args) -> int:
     from e2wm.train.export import merge
-    print(f"wrote {merge(args.adapter, args.out, args.base)}")
+    print(f"wrote {merge(args.adapter, args.out, args.base, args.force)}")
     return 0
 
 

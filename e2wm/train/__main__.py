@@ -9,16 +9,18 @@ import argparse
 import os
 import sys
 
+from e2wm.argparser import Parser
 from e2wm.errors import E2WMError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="e2wm train", description="Fine-tune a causal LM on e2wm tasks "
+    ap = Parser(prog="e2wm train", description="Fine-tune a causal LM on e2wm tasks "
                                  "(LoRA / EWC-LoRA / EWC / KL) under DeepSpeed.")
     ap.add_argument("--config", default=None, help="YAML train config (default: the packaged preset)")
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help="override a config field (repeatable), e.g. --set optim.lr=1e-4")
     ap.add_argument("--resume", default=None, help="a step directory (default: checkpoint.resume, i.e. auto)")
+    ap.add_argument("--force", action="store_true", help="train into a non-empty `out` that is not a training run")
     ap.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     return ap
 
@@ -32,7 +34,8 @@ def main(argv=None) -> int:
 
     def train():
         cfg = load_train_config(a.config, a.set)
-        validate(cfg, edist.world_size())   # cheap: fails before any model or process group exists
+        # cheap: fails before any model, process group or output folder exists
+        validate(cfg, edist.world_size(), a.resume, a.force)
         run(cfg, a.resume)
         return 0
     return guarded(train)

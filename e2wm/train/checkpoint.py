@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import torch
 
 from e2wm.errors import E2WMError
+from e2wm.files import write_json
 
 STATE = "trainer_state.json"
 TRAINABLE = "trainable.safetensors"
@@ -36,17 +36,53 @@ def latest(run_dir) -> Path | None:
     return done[-1] if done else None
 
 
-def read_state(path) -> dict:
-    p = Path(path) / STATE
+def read_state(path, field: str = "--resume") -> dict:
+    """The trainer state of step directory `path`, checked; for a LoRA run its tensors' header too.
+    Anything else (a missing path, a file, garbage JSON, a truncated safetensors) names `field` and the file."""
+    from e2wm.files import input_dir, read_json
+
     try:
-        state = json.loads(p.read_text())
+        d = input_dir(path, "checkpoint step directory")
+        p = d / STATE
+        state = read_json(p, f"checkpoint state ({STATE})")
+    except E2WMError as e:
+        raise E2WMError(f"{field}: {e}; not a readable e2wm checkpoint") from None
+    try:
+        if not isinstance(state, dict):
+            raise TypeError("not a JSON object")
         for key, kind in (("step", int), ("world_size", int), ("optimizer_steps", int), ("trajectory", str),
                           ("data_sha256", str)):
-            if not isinstance(state[key], kind):
+            if key not in state:
+                raise KeyError(f"no {key!r}")
+            if not isinstance(state[key], kind) or isinstance(state[key], bool):
                 raise TypeError(f"{key} is not {kind.__name__}")
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise E2WMError(f"{p}: not a readable e2wm checkpoint ({e.__class__.__name__}: {e})") from None
+        if state["step"] < 0 or state["world_size"] < 1 or state["optimizer_steps"] < 0:
+            raise ValueError("negative step or world size")
+    except (ValueError, KeyError, TypeError) as e:
+        raise E2WMError(f"{field}: {p}: not a readable e2wm checkpoint ({e.__class__.__name__}: {e})") from None
+    if state.get("lora", (d / TRAINABLE).exists()):
+        _check_trainable_header(d / TRAINABLE, field)
     return state
+
+
+def _check_trainable_header(f: Path, field: str) -> None:
+    """Cheap: the safetensors header of trainable.safetensors is whole and names weights with both moments."""
+    from safetensors import SafetensorError, safe_open
+    from e2wm.files import input_file
+
+    try:
+        input_file(f, "checkpoint tensors")
+        with safe_open(str(f), framework="pt") as fh:
+            keys = set(fh.keys())
+    except E2WMError as e:
+        raise E2WMError(f"{field}: {e}; not a complete e2wm checkpoint") from None
+    except (OSError, SafetensorError) as e:
+        raise E2WMError(f"{field}: {f}: unreadable checkpoint tensors ({str(e).splitlines()[0]})") from None
+    params = {k[6:] for k in keys if k.startswith("param/")}
+    lacking = sorted(f"{m}/{n}" for n in params for m in MOMENTS if f"{m}/{n}" not in keys)
+    if not params or lacking:
+        raise E2WMError(f"{field}: {f}: not e2wm checkpoint tensors "
+                        f"({'no param/ entries' if not params else 'lacks ' + lacking[0]})")
 
 
 def _inner(engine):
@@ -105,8 +141,8 @@ def save(engine, run_dir, step: int, state: dict, lora: bool, keep_last: int) ->
         engine.save_checkpoint(str(tmp), tag="ds", save_latest=False)
     dist.barrier()
     if rank == 0:
-        (tmp / STATE).write_text(json.dumps({**state, "step": step, "optimizer_steps": optimizer_step_count(engine),
-                                             "lora": lora}, indent=1))
+        write_json(tmp / STATE, {**state, "step": step, "optimizer_steps": optimizer_step_count(engine),
+                                 "lora": lora})
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         for old in sorted(final.parent.glob("step-*"))[:-keep_last]:
@@ -121,9 +157,15 @@ def load_trainable(path) -> dict[str, torch.Tensor]:
 
     f = Path(path) / TRAINABLE
     try:
-        return load_file(str(f))
+        tensors = load_file(str(f))
     except (OSError, SafetensorError) as e:
-        raise E2WMError(f"{f}: unreadable checkpoint tensors ({e})") from None
+        raise E2WMError(f"{f}: unreadable checkpoint tensors ({str(e).splitlines()[0]})") from None
+    for name, t in tensors.items():
+        if not t.is_floating_point() or not bool(torch.isfinite(t).all()):
+            raise E2WMError(f"{f}: {name} is not finite floating-point data")
+        if name.startswith("param/") and any(tensors.get(f"{m}/{name[6:]}", t).shape != t.shape for m in MOMENTS):
+            raise E2WMError(f"{f}: the optimizer moments of {name[6:]} have another shape than its weight")
+    return tensors
 
 
 def load_params_into(model, tensors: dict[str, torch.Tensor], where) -> None:
@@ -134,6 +176,10 @@ def load_params_into(model, tensors: dict[str, torch.Tensor], where) -> None:
         extra, missing = sorted(saved - set(params)), sorted(set(params) - saved)
         raise E2WMError(f"{where}: the checkpoint's trainable weights do not match this model "
                         f"(missing {missing[:2]}, unexpected {extra[:2]})")
+    wrong = next((n for n, p in params.items() if tensors[f"param/{n}"].shape != p.shape), None)
+    if wrong is not None:
+        raise E2WMError(f"{where}: the checkpoint's {wrong} has shape {list(tensors[f'param/{wrong}'].shape)}, "
+                        f"this model's is {list(params[wrong].shape)}")
     with torch.no_grad():
         for n, p in params.items():
             p.copy_(tensors[f"param/{n}"].to(p.dtype))

@@ -12,18 +12,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from e2wm.config import build, read_yaml, to_plain
+from e2wm.config import build, check_ranges, read_yaml, to_plain
 from e2wm.errors import E2WMError
 
-def _help(text: str, **kw) -> dict:
-    return {"metadata": {"help": text}, **kw}
+def _help(text: str = "", range: tuple | None = None, **kw) -> dict:
+    """Field kwargs: a help text and, for numbers, the `range` (low, high) that `check_ranges` enforces."""
+    meta = {"help": text}
+    if range is not None:
+        meta["range"] = range
+    return {"metadata": meta, **kw}
 
 
-def _positive(section: str, obj, *names: str, low: float = 1) -> None:
-    for n in names:
-        v = getattr(obj, n)
-        if v < low:
-            raise E2WMError(f"{section}.{n}: must be >= {low}, got {v!r}")
+MAX_TOKENS = 1 << 17      # tokens per row: beyond any context window of the models we train
+MAX_STEPS = 10**8
+MAX_ROWS = 10**6          # rows per batch
+
+
+def _nonempty(field_name: str, value: str) -> None:
+    if not value.strip():
+        raise E2WMError(f"{field_name}: must not be empty")
 
 
 @dataclass(frozen=True)
@@ -33,72 +40,86 @@ class ModelConfig:
     gradient_checkpointing: bool = field(default=False, **_help("recompute activations in backward"))
     trust_remote_code: bool = False
 
+    def __post_init__(self):
+        _nonempty("model.name_or_path", self.name_or_path)
+
 
 @dataclass(frozen=True)
 class LoraConfig:
     enabled: bool = field(default=True, **_help("false: full fine-tuning (the `ewc` column of Table 2)"))
-    r: int = 8
-    alpha: int = 32
-    dropout: float = 0.1
+    r: int = field(default=8, **_help("rank of the adapter", range=(1, 4096)))
+    alpha: int = field(default=32, **_help("scaling numerator (ΔW = alpha / r · B·A)", range=(1, 65536)))
+    dropout: float = field(default=0.1, **_help("dropout on the adapter's input, in [0, 1)", range=(0.0, 1.0)))
     target_modules: tuple[str, ...] = field(default=(), **_help("empty: the architecture's default"))
 
     def __post_init__(self):
-        _positive("lora", self, "r", "alpha")
-        if not 0 <= self.dropout < 1:
-            raise E2WMError(f"lora.dropout: must be in [0, 1), got {self.dropout!r}")
+        check_ranges(self, "lora.")
+        if self.dropout >= 1:
+            raise E2WMError(f"lora.dropout={self.dropout!r}: must be in [0, 1)")
+        for i, name in enumerate(self.target_modules):
+            if not name.strip():
+                raise E2WMError(f"lora.target_modules[{i}]: an empty module name")
+        if len(set(self.target_modules)) != len(self.target_modules):
+            raise E2WMError(f"lora.target_modules: a module is named twice ({list(self.target_modules)})")
 
 
 @dataclass(frozen=True)
 class DataConfig:
     path: str = field(default="out/data", **_help("an `e2wm build-data` output, its hf/ DatasetDict, a JSONL "
                                                    "file or a directory of JSONL files"))
-    max_length: int = field(default=800, **_help("tokens per row; longer rows lose the start of the prompt"))
+    max_length: int = field(default=800, **_help("tokens per row; longer rows lose the start of the prompt",
+                                                 range=(2, MAX_TOKENS)))
     task_weights: dict[str, float] = field(default_factory=dict, **_help("override a task's loss weight"))
-    group_batches: int = field(default=16, **_help("global batches per length-sorted group"))
-    pad_to_multiple_of: int = 8
+    group_batches: int = field(default=16, **_help("global batches per length-sorted group", range=(1, 10**6)))
+    pad_to_multiple_of: int = field(default=8, **_help("pad micro-batches to a multiple of this", range=(1, 1024)))
 
     def __post_init__(self):
-        _positive("data", self, "group_batches", "pad_to_multiple_of")
-        _positive("data", self, "max_length", low=2)
+        _nonempty("data.path", self.path)
+        check_ranges(self, "data.")
         for task, w in self.task_weights.items():
-            if w < 0:
-                raise E2WMError(f"data.task_weights.{task}: must be >= 0, got {w!r}")
+            if not 0 <= w <= 1e6:
+                raise E2WMError(f"data.task_weights.{task}={w!r}: must be in [0, 1000000.0]")
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    lr: float = 8e-4
-    weight_decay: float = 0.0
+    lr: float = field(default=8e-4, **_help("peak learning rate", range=(0.0, 10.0)))
+    weight_decay: float = field(default=0.0, **_help("AdamW's decoupled weight decay", range=(0.0, 10.0)))
     betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
+    eps: float = field(default=1e-8, **_help("AdamW's epsilon", range=(0.0, 1.0)))
     schedule: Literal["linear", "cosine", "constant"] = "linear"
-    warmup_steps: int = 0
-    epochs: int = 3
-    max_steps: int = field(default=0, **_help("> 0: stop after this many steps (and schedule over them)"))
-    global_batch_size: int = field(default=20, **_help("rows per optimizer step, whatever the world size"))
-    micro_batch_size: int = field(default=4, **_help("rows per forward on one rank"))
-    grad_clip: float = field(default=1.0, **_help("0: no clipping"))
+    warmup_steps: int = field(default=0, **_help("steps of linear warm-up", range=(0, MAX_STEPS)))
+    epochs: int = field(default=3, **_help("passes over the data (unless max_steps)", range=(1, 10**4)))
+    max_steps: int = field(default=0, **_help("> 0: stop after this many steps (and schedule over them)",
+                                              range=(0, MAX_STEPS)))
+    global_batch_size: int = field(default=20, **_help("rows per optimizer step, whatever the world size",
+                                                       range=(1, MAX_ROWS)))
+    micro_batch_size: int = field(default=4, **_help("rows per forward on one rank", range=(1, MAX_ROWS)))
+    grad_clip: float = field(default=1.0, **_help("0: no clipping", range=(0.0, 1e6)))
     precision: Literal["fp32", "bf16", "fp16"] = "bf16"
 
     def __post_init__(self):
-        _positive("optim", self, "epochs", "global_batch_size", "micro_batch_size")
-        _positive("optim", self, "warmup_steps", "max_steps", "grad_clip", "weight_decay", low=0)
+        check_ranges(self, "optim.")
         if not self.lr > 0:
-            raise E2WMError(f"optim.lr: must be > 0, got {self.lr!r}")
+            raise E2WMError(f"optim.lr={self.lr!r}: must be > 0")
+        if not self.eps > 0:
+            raise E2WMError(f"optim.eps={self.eps!r}: must be > 0")
+        if not all(isinstance(b, float) and 0 <= b < 1 for b in self.betas):
+            raise E2WMError(f"optim.betas={list(self.betas)!r}: each must be in [0, 1)")
 
 
 @dataclass(frozen=True)
 class RegularizerConfig:
     kind: Literal["none", "ewc_lora", "ewc", "kl"] = "ewc_lora"
-    lam: float = field(default=2.0, **_help("λ, the weight of the penalty"))
+    lam: float = field(default=2.0, **_help("λ, the weight of the penalty", range=(0.0, 1e12)))
     fisher: str = field(default="", **_help("an `e2wm fisher` output (ewc_lora, ewc)"))
     corpus: str = field(default="builtin:pydoc", **_help("general text for `kl` (as `e2wm fisher --corpus`)"))
-    kl_batch_size: int = field(default=4, **_help("general-text rows per step for `kl`, over all ranks"))
-    kl_max_length: int = 256
+    kl_batch_size: int = field(default=4, **_help("general-text rows per step for `kl`, over all ranks",
+                                                  range=(1, MAX_ROWS)))
+    kl_max_length: int = field(default=256, **_help("tokens per general-text row for `kl`", range=(2, MAX_TOKENS)))
 
     def __post_init__(self):
-        _positive("regularizer", self, "lam", low=0)
-        _positive("regularizer", self, "kl_batch_size", "kl_max_length")
+        check_ranges(self, "regularizer.")
 
 
 @dataclass(frozen=True)
@@ -107,32 +128,34 @@ class DeepSpeedConfig:
     zero_stage: int | None = field(default=None, **_help("override the JSON's zero_optimization.stage"))
 
     def __post_init__(self):
+        _nonempty("deepspeed.config", self.config)
         if self.zero_stage is not None and self.zero_stage not in (0, 1, 2, 3):
             raise E2WMError(f"deepspeed.zero_stage: must be 0, 1, 2 or 3, got {self.zero_stage!r}")
 
 
 @dataclass(frozen=True)
 class CheckpointConfig:
-    every: int = field(default=100, **_help("steps between checkpoints (0: only at the end)"))
-    keep_last: int = 2
+    every: int = field(default=100, **_help("steps between checkpoints (0: only at the end)", range=(0, MAX_STEPS)))
+    keep_last: int = field(default=2, **_help("checkpoints kept", range=(1, 1000)))
     resume: str = field(default="auto", **_help("auto (the latest under out/checkpoints), never, or a step dir"))
-    kill_at_step: int = field(default=0, **_help("fault injection: SIGKILL every rank after this step"))
+    kill_at_step: int = field(default=0, **_help("fault injection: SIGKILL every rank after this step",
+                                                 range=(0, MAX_STEPS)))
 
     def __post_init__(self):
-        _positive("checkpoint", self, "every", "kill_at_step", low=0)
-        _positive("checkpoint", self, "keep_last")
+        _nonempty("checkpoint.resume", self.resume)
+        check_ranges(self, "checkpoint.")
 
 
 @dataclass(frozen=True)
 class LoggingConfig:
-    every: int = field(default=10, **_help("steps between log lines"))
+    every: int = field(default=10, **_help("steps between log lines", range=(1, MAX_STEPS)))
     tensorboard: bool = True
     wandb: bool = False
     wandb_project: str = "e2wm"
-    peak_tflops: float = field(default=0.0, **_help("per-device peak for MFU; 0: known GPUs only"))
+    peak_tflops: float = field(default=0.0, **_help("per-device peak for MFU; 0: known GPUs only", range=(0.0, 1e6)))
 
     def __post_init__(self):
-        _positive("logging", self, "every")
+        check_ranges(self, "logging.")
         if self.wandb and importlib.util.find_spec("wandb") is None:
             raise E2WMError("logging.wandb: wandb is not installed (pip install -e \".[wandb]\")")
 
@@ -140,7 +163,7 @@ class LoggingConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     out: str = field(default="out/train", **_help("run directory: checkpoints, adapter, logs"))
-    seed: int = 42
+    seed: int = field(default=42, **_help("seed of every random choice", range=(0, 2**32 - 1)))
     model: ModelConfig = field(default_factory=ModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -151,6 +174,8 @@ class TrainConfig:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def __post_init__(self):
+        _nonempty("out", self.out)
+        check_ranges(self)
         kind = self.regularizer.kind
         if kind == "ewc" and self.lora.enabled:
             raise E2WMError("regularizer.kind: ewc is full fine-tuning; set lora.enabled: false")
@@ -191,20 +216,29 @@ def gradient_accumulation(cfg: TrainConfig, world: int) -> int:
     return o.global_batch_size // per_step
 
 
-def validate(cfg: TrainConfig, world: int) -> None:
-    """Checks that need the world size or the file system (cheap; before any heavy work)."""
+RUN_MARKERS = ("run.json", "checkpoints", "config.yaml", "metrics.jsonl")   # what marks a training run
+
+
+def validate(cfg: TrainConfig, world: int, resume: str | None = None, force: bool = False) -> None:
+    """Checks that need the world size or the file system (cheap; before any model, process group or
+    output folder exists)."""
+    from e2wm.files import output_dir
     from e2wm.train.ds_config import deepspeed_config
     from e2wm.train.model import check_model_spec
 
     gradient_accumulation(cfg, world)
     check_model_spec(cfg.model.name_or_path)
+    output_dir(cfg.out, "out", ours=RUN_MARKERS, force=force)
     if not Path(cfg.data.path).exists():
         raise E2WMError(f"data.path: {cfg.data.path}: no such file or directory")
     if cfg.regularizer.kind in ("ewc_lora", "ewc"):
-        f = Path(cfg.regularizer.fisher)
-        if not (f.is_file() or (f / "fisher.safetensors").is_file()):
-            raise E2WMError(f"regularizer.fisher: {cfg.regularizer.fisher}: no fisher.safetensors there")
+        from e2wm.train.fisher_io import check_fisher
+        check_fisher(cfg.regularizer.fisher)
     if cfg.regularizer.kind == "kl":
         from e2wm.train.corpus import check_corpus
         check_corpus(cfg.regularizer.corpus, "regularizer.corpus")
+    how = resume or cfg.checkpoint.resume
+    if how not in ("auto", "never"):
+        from e2wm.train.checkpoint import read_state
+        read_state(how, "--resume" if resume else "checkpoint.resume")
     deepspeed_config(cfg, world)

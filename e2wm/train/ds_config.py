@@ -11,6 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from e2wm.errors import E2WMError
+from e2wm.files import loads, read_text
 
 NAMES = ("zero2", "zero3", "zero3_offload")
 
@@ -21,13 +22,13 @@ def _read(spec: str) -> tuple[dict, str]:
         text = resources.files("e2wm").joinpath(where).read_text()
     else:
         p = Path(spec)
-        if not p.is_file():
+        if not p.exists():
             raise E2WMError(f"deepspeed.config: {spec}: neither one of {', '.join(NAMES)} nor a JSON file")
-        text, where = p.read_text(), str(p)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise E2WMError(f"{where}:{e.lineno}:{e.colno}: malformed JSON: {e.msg}") from None
+        try:
+            text, where = read_text(p, "DeepSpeed JSON config"), str(p)
+        except E2WMError as e:
+            raise E2WMError(f"deepspeed.config: {e}") from None
+    data = loads(text, where)
     if not isinstance(data, dict):
         raise E2WMError(f"{where}: expected a JSON object")
     return data, where
@@ -38,6 +39,8 @@ def _own(ds: dict, path: tuple[str, ...], value, field: str, where: str) -> None
     node = ds
     for p in path[:-1]:
         node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise E2WMError(f"{where}: {p} must be an object, got {node!r}")
     cur = node.get(path[-1], "auto")
     if cur != "auto" and cur != value:
         raise E2WMError(f"{where}: {'.'.join(path)} is {cur!r} but {field} gives {value!r}; set it to \"auto\"")
@@ -59,7 +62,8 @@ def zero_stage(ds: dict) -> int:
 
 
 def offloads_optimizer(ds: dict) -> bool:
-    return ds.get("zero_optimization", {}).get("offload_optimizer", {}).get("device", "none") not in ("none", None)
+    offload = ds.get("zero_optimization", {}).get("offload_optimizer") or {}
+    return offload.get("device", "none") not in ("none", None)
 
 
 def deepspeed_config(cfg, world: int, hidden: int | None = None) -> dict:
@@ -73,7 +77,7 @@ def deepspeed_config(cfg, world: int, hidden: int | None = None) -> dict:
     if cfg.deepspeed.zero_stage is not None:
         zero["stage"] = cfg.deepspeed.zero_stage
     stage = zero.get("stage", 0)
-    if stage not in (0, 1, 2, 3):
+    if isinstance(stage, bool) or stage not in (0, 1, 2, 3):
         raise E2WMError(f"{where}: zero_optimization.stage: must be 0, 1, 2 or 3, got {stage!r}")
     o = cfg.optim
     gas = gradient_accumulation(cfg, world)
@@ -102,4 +106,22 @@ def deepspeed_config(cfg, world: int, hidden: int | None = None) -> dict:
     left = _unfilled(ds)
     if left:
         raise E2WMError(f"{where}: no train-config field fills {', '.join(left)}; give a value")
+    offload = zero.get("offload_optimizer")
+    if offload is not None and not isinstance(offload, dict):
+        raise E2WMError(f"{where}: zero_optimization.offload_optimizer must be an object, got {offload!r}")
+    _check_with_deepspeed(ds, where, world)
     return ds
+
+
+def _check_with_deepspeed(ds: dict, where: str, world: int) -> None:
+    """DeepSpeed's own validation of every key (types, unknown keys), before any model or process group:
+    on a one-rank view of the config, since no process group exists yet."""
+    from deepspeed.runtime.config import DeepSpeedConfig
+
+    view = json.loads(json.dumps(ds))
+    view["train_batch_size"] = ds["train_batch_size"] // world
+    try:
+        DeepSpeedConfig(view)
+    except (ValueError, AssertionError, KeyError, TypeError) as e:   # pydantic's ValidationError is a ValueError
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and "errors.pydantic.dev" not in ln]
+        raise E2WMError(f"{where}: DeepSpeed refuses it: {'; '.join(lines[:3]) or type(e).__name__}") from None

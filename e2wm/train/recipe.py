@@ -20,6 +20,7 @@ import torch
 import yaml
 
 from e2wm.errors import E2WMError
+from e2wm.files import write_atomic, write_json
 from e2wm.train import checkpoint as ckpt
 from e2wm.train import dist as edist
 from e2wm.train.config import TrainConfig, gradient_accumulation
@@ -51,6 +52,7 @@ class Recipe:
     def __init__(self, cfg: TrainConfig, resume: str | None = None):
         self.cfg, self.resume_arg = cfg, resume
         self.out = Path(cfg.out)
+        self.engine, self.logger, self.own_group = None, None, False   # what cleanup() undoes
 
     # ------------------------------------------------------------ setup
 
@@ -58,16 +60,19 @@ class Recipe:
         import torch.distributed as dist
 
         cfg = self.cfg
+        # the user's files first (checkpoint, rows, tokenizer): bad input fails before any process group
+        self.resume_dir, state = self._find_resume()
+        saved = ckpt.load_trainable(self.resume_dir) if self.resume_dir is not None and cfg.lora.enabled else None
+        rows = read_rows(cfg.data.path)
+        self.tokenizer = load_tokenizer(cfg.model.name_or_path, cfg.model.trust_remote_code)
         self.own_group = not dist.is_initialized()   # a caller that set up the group keeps it
         self.rank, self.world = edist.init_distributed()
         self.device = edist.device()
         self.gas = gradient_accumulation(cfg, self.world)
-        self.resume_dir, state = self._find_resume()
-        self.tokenizer = load_tokenizer(cfg.model.name_or_path, cfg.model.trust_remote_code)
-        truncated = self._load_data(state)
+        truncated = self._load_data(rows, state)
         self.total = cfg.optim.max_steps or cfg.optim.epochs * self.batches.steps_per_epoch
         self.start = state["step"] if state else 0
-        saved = self._build_engine()
+        self._build_engine(saved)
         self.reg, self.general = self._regularizer(), None
         if cfg.regularizer.kind == "kl":
             from e2wm.train.corpus import load_texts
@@ -82,10 +87,9 @@ class Recipe:
         if self.rank == 0:
             self._describe_run(truncated)
 
-    def _load_data(self, state) -> int:
+    def _load_data(self, rows: list[dict], state) -> int:
         """Rows -> examples and the batch schedule; returns how many rows were truncated."""
         cfg = self.cfg
-        rows = read_rows(cfg.data.path)
         self.data_hash = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
         if state and state["data_sha256"] != self.data_hash:
             raise E2WMError(f"{self.resume_dir}: data.path {cfg.data.path} holds other rows than when this run "
@@ -96,8 +100,8 @@ class Recipe:
         self.batches = GlobalBatches(self.lengths, cfg.optim.global_batch_size, cfg.seed, cfg.data.group_batches)
         return truncated
 
-    def _build_engine(self):
-        """Model (+ LoRA) -> DeepSpeed engine; returns the resumed trainable tensors of a LoRA run, if any."""
+    def _build_engine(self, saved) -> None:
+        """Model (+ LoRA, with the resumed trainable tensors `saved` of a LoRA run) -> DeepSpeed engine."""
         import deepspeed
 
         cfg = self.cfg
@@ -117,17 +121,15 @@ class Recipe:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
             model.config.use_cache = False
             model.enable_input_require_grads()
-        lo, saved = cfg.lora, None
+        lo = cfg.lora
         if lo.enabled:
             model = add_lora(model, lo.r, lo.alpha, lo.target_modules or None, lo.dropout, cfg.seed)
-            if self.resume_dir is not None:   # into the model before DeepSpeed copies it
-                saved = ckpt.load_trainable(self.resume_dir)
+            if saved is not None:   # into the model before DeepSpeed copies it
                 ckpt.load_params_into(model, saved, self.resume_dir)
         else:
             model.requires_grad_(True)
         self.engine, *_ = deepspeed.initialize(model=model, optimizer=self._optimizer(model), config=self.ds)
         self.engine.train()
-        return saved
 
     def _find_resume(self):
         how = self.resume_arg or self.cfg.checkpoint.resume
@@ -136,7 +138,7 @@ class Recipe:
         path = ckpt.latest(self.out) if how == "auto" else Path(how)
         if path is None:
             return None, None
-        state = ckpt.read_state(path)
+        state = ckpt.read_state(path, "--resume" if self.resume_arg else "checkpoint.resume")
         if state["trajectory"] != self.cfg.trajectory_hash():
             raise E2WMError(f"{path}: checkpoint of a run with another model, data, optimizer, regulariser or "
                             f"seed; use another `out`, or --set checkpoint.resume=never to start over")
@@ -162,11 +164,10 @@ class Recipe:
         if r.kind == "ewc_lora":
             params = {name: named[name] for name, *_ in lora_pairs(module)}
         else:
-            from safetensors import safe_open
-            from e2wm.train.fisher_io import fisher_path
-            with safe_open(str(fisher_path(r.fisher)), framework="pt") as fh:
-                missing = sorted(set(fh.keys()) - set(named))
-                params = {k: named[k] for k in fh.keys() if k in named}
+            from e2wm.train.fisher_io import fisher_keys
+            keys = fisher_keys(r.fisher)
+            missing = sorted(set(keys) - set(named))
+            params = {k: named[k] for k in keys if k in named}
             if missing:
                 raise E2WMError(f"regularizer.fisher: {r.fisher} covers {missing[0]}, which this model lacks")
         fisher = read_for_params(r.fisher, params, self.device)
@@ -188,7 +189,7 @@ class Recipe:
     def _describe_run(self, truncated: int) -> None:
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        write_atomic(self.out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         module = self.engine.module
         info = {"base_model": cfg.model.name_or_path, "lora": cfg.lora.enabled, "tasks": self.tasks,
                 "world_size": self.world, "zero_stage": self.stage, "partitioned_load": self.partitioned_load}
@@ -196,7 +197,7 @@ class Recipe:
             targets = sorted({name.rsplit(".", 2)[-2] for name, *_ in lora_pairs(module)})
             info["lora_config"] = {"r": cfg.lora.r, "alpha": cfg.lora.alpha, "dropout": cfg.lora.dropout,
                                    "target_modules": targets, "fan_in_fan_out": fan_in_fan_out(module)}
-        (self.out / RUN_INFO).write_text(json.dumps(info, indent=1))
+        write_json(self.out / RUN_INFO, info)
         self.tokenizer.save_pretrained(str(self.out / "tokenizer"))
         getattr(module, "base_model", module).config.save_pretrained(str(self.out / "base_config"))
         trainable = sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel()
@@ -302,21 +303,23 @@ class Recipe:
         self._hf_ds = None
         target = self.out / ("adapter" if self.cfg.lora.enabled else "model")
         if self.rank == 0:
-            export(final, target)
+            export(final, target, force=True)   # the run's own folder
             self.logger.print(f"wrote {target} (from {final})")
         dist.barrier()
         return target
 
     def cleanup(self) -> None:
-        self.logger.close()
+        """Undo what setup got to, also when it failed half-way (bad input found after the group started)."""
+        if self.logger is not None:
+            self.logger.close()
         edist.shutdown(self.engine, destroy_group=self.own_group)
 
 
 def run(cfg: TrainConfig, resume: str | None = None) -> Path:
     """setup -> train -> save -> export -> cleanup; returns the adapter (or model) directory."""
     recipe = Recipe(cfg, resume)
-    recipe.setup()
     try:
+        recipe.setup()
         recipe.train()
         return recipe.export()
     finally:
