@@ -11,7 +11,7 @@ from functools import lru_cache
 
 from e2wm.collect.episodes import Episode, episode_key
 from e2wm.collect.mcts import ActionSpace, MCTSConfig, WorldEnv, search, step_reward
-from e2wm.errors import E2WMError
+from e2wm.errors import E2WMError, SceneError
 from e2wm.world.activities import Goal, get_activity, goal_from_program, initial_conditions
 from e2wm.world.graph import Scene
 from e2wm.world.legal import line_text
@@ -128,6 +128,8 @@ def plan_episode(scene: str, activity: str | None, config: MCTSConfig, seed: int
     key = episode_key({"kind": "plan", "activity": activity, "mcts": config.to_dict()}, scene, seed, unit)
     rng = random.Random(f"{seed}:{unit}")
     world = World(_scene(scene))
+    if not world.scene.characters:
+        raise SceneError(f"{scene}: no character node (class_name 'character') to plan for")
     goal = make_goal(world, scene, activity, rng)
     space = ActionSpace(world.scene, goal.objects, config, goal.facts)
     result = search(WorldEnv(world.clone(), goal.agent), goal.facts, space, config, rng, progress)

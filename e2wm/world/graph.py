@@ -52,40 +52,63 @@ class Scene:
         return cache
 
 
+def _short(v) -> str:
+    """repr of a value from the user's file, cut so that an error stays one readable line."""
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def _is_id(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def _parse(d: dict, where: str) -> Scene:
-    if not isinstance(d, dict) or not isinstance(d.get("nodes"), list):
-        raise SceneError(f"{where}: expected a dict with a 'nodes' list and an 'edges' list")
+    if not isinstance(d, dict):
+        raise SceneError(f"{where}: expected a JSON object with a 'nodes' list and an 'edges' list, "
+                         f"got {type(d).__name__}")
+    if not isinstance(d.get("nodes"), list):
+        raise SceneError(f"{where}: 'nodes' must be a list, got {_short(d.get('nodes'))}")
     raw_edges = d.get("edges", [])
     if not isinstance(raw_edges, list):
-        raise SceneError(f"{where}: 'edges' must be a list")
+        raise SceneError(f"{where}: 'edges' must be a list, got {_short(raw_edges)}")
     nodes, class_name, category, props, states = [], {}, {}, {}, {}
     for k, n in enumerate(d["nodes"]):
-        if not isinstance(n, dict) or "id" not in n:
+        if not isinstance(n, dict):
+            raise SceneError(f"{where}: node #{k} must be an object, got {_short(n)}")
+        if "id" not in n:
             raise SceneError(f"{where}: node #{k} has no 'id'")
         i = n["id"]
-        if not isinstance(i, int) or isinstance(i, bool):
-            raise SceneError(f"{where}: node #{k} has a non-integer id {i!r}")
+        if not _is_id(i):
+            raise SceneError(f"{where}: node #{k} has a non-integer id {_short(i)}")
         if i in class_name:
             raise SceneError(f"{where}: node #{k} repeats id {i}")
         if not isinstance(n.get("class_name"), str) or not n["class_name"]:
-            raise SceneError(f"{where}: node {i} has no 'class_name'")
+            raise SceneError(f"{where}: node {i} has no 'class_name' string "
+                             f"(got {_short(n.get('class_name'))})")
+        if not isinstance(n.get("category"), (str, type(None))):
+            raise SceneError(f"{where}: node {i} <{n['class_name']}>: 'category' must be a string, "
+                             f"got {_short(n['category'])}")
         class_name[i] = n["class_name"]
         category[i] = n.get("category")
         props[i] = _bits(n.get("properties", []), PROP_BIT, "properties", where, i, n)
         states[i] = _bits(n.get("states", []), STATE_BIT, "states", where, i, n)
-        nodes.append(copy.deepcopy(n))   # the caller may go on editing its dicts
+        try:
+            nodes.append(copy.deepcopy(n))   # the caller may go on editing its dicts
+        except RecursionError:
+            raise SceneError(f"{where}: node {i} <{n['class_name']}> is nested too deeply") from None
     edges, seen = [], set()
     for k, e in enumerate(raw_edges):
         if not isinstance(e, dict) or not {"from_id", "relation_type", "to_id"} <= e.keys():
             raise SceneError(f"{where}: edge #{k} needs from_id, relation_type and to_id")
         a, rname, b = e["from_id"], e["relation_type"], e["to_id"]
-        r = REL.get(str(rname).upper())
+        label = f"edge #{k} ({_short(a)} {_short(rname)} {_short(b)})"
+        r = REL.get(rname.upper()) if isinstance(rname, str) else None
         if r is None:
-            raise SceneError(f"{where}: edge #{k} ({a} {rname} {b}) has unknown relation "
-                             f"{rname!r}; known: {', '.join(RELATIONS)}")
+            raise SceneError(f"{where}: {label} has unknown relation {_short(rname)}; "
+                             f"known: {', '.join(RELATIONS)}")
         for end in (a, b):
-            if not isinstance(end, int) or end not in class_name:
-                raise SceneError(f"{where}: edge #{k} ({a} {rname} {b}) points to missing node {end!r}")
+            if not _is_id(end) or end not in class_name:
+                raise SceneError(f"{where}: {label} points to missing node {_short(end)}")
         if (a, r, b) not in seen:
             seen.add((a, r, b))
             edges.append((a, r, b))
@@ -105,12 +128,13 @@ def _parse(d: dict, where: str) -> Scene:
 
 def _bits(names, table: dict[str, int], kind: str, where: str, i: int, node: dict) -> int:
     if not isinstance(names, list):
-        raise SceneError(f"{where}: node {i} <{node['class_name']}>: '{kind}' must be a list")
+        raise SceneError(f"{where}: node {i} <{node['class_name']}>: '{kind}' must be a list, "
+                         f"got {_short(names)}")
     bits = 0
     for s in names:
-        b = table.get(str(s).upper())
+        b = table.get(s.upper()) if isinstance(s, str) else None
         if b is None:
             raise SceneError(f"{where}: node {i} <{node['class_name']}> has unknown "
-                             f"{kind[:-1] if kind == 'states' else 'property'} {s!r}")
+                             f"{kind[:-1] if kind == 'states' else 'property'} {_short(s)}")
         bits |= b
     return bits

@@ -7,27 +7,26 @@ A scene source string is one of `procedural:SEED` (optionally `procedural:SEED:N
 from __future__ import annotations
 
 import importlib.util
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 from e2wm.errors import E2WMError, SceneError
+from e2wm.files import read_json
 from e2wm.world.script import ScriptLine, parse_program
 
+MAX_SEED = 2**63 - 1
+MAX_CHARACTERS = 16
 _ROBOTHOW = ("dataset/programs_processed_precond_nograb_morepreconds",
              "TrimmedTestScene1_graph/results_intentions_march-13-18")
 
 
 def load_json(path: str | Path) -> dict:
-    """Read a scene JSON file; the error names the file and the position of a syntax error."""
-    p = Path(path)
-    if not p.is_file():
-        raise SceneError(f"{p}: no such scene file")
+    """Read a scene JSON file; the error names the file (and the position of a syntax error)."""
     try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise SceneError(f"{p}:{e.lineno}:{e.colno}: malformed JSON: {e.msg}") from None
+        return read_json(path, "scene file")
+    except E2WMError as e:
+        raise SceneError(str(e)) from None
 
 
 def load_scene(source: str) -> dict:
@@ -37,9 +36,14 @@ def load_scene(source: str) -> dict:
         from e2wm.world.procedural import generate_apartment
         parts = rest.split(":") if rest else ["0"]
         try:
+            if len(parts) > 2:
+                raise ValueError
             seed, chars = int(parts[0]), int(parts[1]) if len(parts) > 1 else 1
         except ValueError:
-            raise E2WMError(f"scene {source!r}: expected procedural:SEED[:N_CHARACTERS]") from None
+            raise SceneError(f"scene {source[:80]!r}: expected procedural:SEED[:N_CHARACTERS]") from None
+        if not 0 <= seed <= MAX_SEED or not 1 <= chars <= MAX_CHARACTERS:
+            raise SceneError(f"scene {source!r}: SEED must be in [0, {MAX_SEED}] and N_CHARACTERS in "
+                             f"[1, {MAX_CHARACTERS}]")
         return generate_apartment(seed, n_characters=chars)
     if kind == "robothow":
         return robothow_program(rest).graphs["init_graph"]
