@@ -13,3 +13,17 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str):
         first = " ".join(message.split())
         self.exit(2, f"{self.prog}: error: {first} (see {self.prog} --help)\n")
+
+
+def bounded(low: int, high: int):
+    """An argparse `type` for an int in [low, high]: `--steps -1` is refused in one line naming the flag."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an int, got {text!r}") from None
+        if not low <= v <= high:
+            raise argparse.ArgumentTypeError(f"{v} is outside [{low:,}, {high:,}]")
+        return v
+    parse.__name__ = "int"
+    return parse

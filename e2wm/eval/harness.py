@@ -145,7 +145,9 @@ def _items(model, tok, kind: str, rows, cfg: EvalConfig, rank: int, world: int) 
 
 
 def evaluate(cfg: EvalConfig, log=print) -> dict:
+    from e2wm.train.model import check_model_spec
     out = output_dir(cfg.out, "--out", ours=("results.json", "results.md"))
+    check_model_spec(cfg.model, "--model")
     files = suite_files(cfg)
     suites = {f.stem: (f, *read_eval(f)) for f in files}    # every file parses before the model loads
     texts = _ppl_texts(cfg)
