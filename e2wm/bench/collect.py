@@ -20,7 +20,7 @@ def run(workers=(1, 2), units: int = 100, simulations: int = 2000, progress=None
                                            "mcts": {"simulations": simulations}, "workers": n,
                                            "shard_size": 10})
             stats = collect(cfg, log=lambda *a: None)
-        rows[n] = {"episodes_per_s": stats["episodes_per_s"], "run_s": stats["run_s"],
+        rows[n] = {"episodes_per_s": stats["units_per_s"], "run_s": stats["run_s"],
                    "content_hash": stats["content_hash"]}
         if progress is not None:
             progress(n, rows[n])

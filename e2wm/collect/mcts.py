@@ -33,7 +33,7 @@ class MCTSConfig:
     # Ranges (checked on construction) stop a typo from exhausting memory or time; no sane job nears them.
     simulations: int = field(default=20_000, metadata={"range": (1, 10_000_000)})
     max_depth: int = field(default=25, metadata={"range": (1, 1000)})
-    discount: float = field(default=0.99, metadata={"range": (0.0, 1.0)})   # 0 excluded below
+    discount: float = 0.99
     # exploration: E2WM's c(N) = ln((1 + N + c_base) / c_base + c_init)
     c_init: float = field(default=10.0, metadata={"range": (0.0, 1e9)})
     c_base: float = field(default=1000.0, metadata={"range": (1e-3, 1e12)})
@@ -51,8 +51,9 @@ class MCTSConfig:
         def bad(name, why):
             raise E2WMError(f"{name}={getattr(self, name)!r}: {why}")
         check_ranges(self)
-        if self.discount == 0:
-            bad("discount", "must be in (0, 1]")
+        d = self.discount
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 < d <= 1:
+            bad("discount", "must be a number in (0, 1]")
         for name in ("prune", "goal_verbs"):
             if not isinstance(getattr(self, name), bool):
                 bad(name, "must be true or false")
