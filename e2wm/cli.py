@@ -6,7 +6,7 @@ import os
 import sys
 from importlib import resources
 
-from e2wm.argparser import Parser
+from e2wm.argparser import Parser, bounded
 from e2wm.collect.config import CollectConfig
 from e2wm.collect.mcts import MCTSConfig
 from e2wm.config import add_field_flags, apply_sets, flag_values, read_yaml
@@ -60,12 +60,12 @@ def _parser() -> Parser:
 
     world = sub.add_parser("world", help="the VirtualHome world model").add_subparsers(metavar="WHAT", required=True)
     d = world.add_parser("demo", help="a procedural apartment and a short scripted episode")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=bounded(0, 2**32 - 1), default=0)
     d.set_defaults(func=_world_demo)
     c = world.add_parser("conformance", help="agreement with the official VirtualHome executor")
-    c.add_argument("--programs", type=int, default=None, help="replay only the first N RobotHow programs")
-    c.add_argument("--random-steps", type=int, default=20000)
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--programs", type=bounded(1, 100_000), default=None, help="replay only the first N RobotHow programs")
+    c.add_argument("--random-steps", type=bounded(0, 100_000_000), default=20000)
+    c.add_argument("--seed", type=bounded(0, 2**32 - 1), default=0)
     c.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
     c.set_defaults(func=_world_conformance)
 
@@ -102,12 +102,6 @@ def _parser() -> Parser:
     co.add_argument("--simulations", type=int, default=None,
                     help="MCTS simulations per plan (short for --set mcts.simulations=N)")
     _add_set_flag(co, "mcts.max_depth=20")
-    co.add_argument("--force", action="store_true",
-                    help="write into a non-empty --out that holds no manifest (files there named like "
-                         "collect's outputs are still never overwritten)")
-    co.add_argument("--check", action="store_true",
-                    help="check the config and --out, plan the units, print their count and exit "
-                         "(starts no Ray, writes nothing)")
     co.add_argument("--force", action="store_true",
                     help="write into a non-empty --out that holds no manifest (files there named like "
                          "collect's outputs are still never overwritten)")
@@ -159,19 +153,19 @@ def _parser() -> Parser:
                                                                                    required=True)
     b = bench.add_parser("world", help="e2wm's engine vs the official executor")
     b.add_argument("--scene", default=None, help="scene source (default: the first RobotHow program)")
-    b.add_argument("--steps", type=int, default=4000)
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--steps", type=bounded(1, 10_000_000), default=4000)
+    b.add_argument("--seed", type=bounded(0, 2**32 - 1), default=0)
     b.set_defaults(func=_bench_world)
     m = bench.add_parser("mcts", help="MCTS simulations/s: e2wm's engine vs the official executor")
     m.add_argument("--program", default=None, help="RobotHow program (default: file1003_2)")
-    m.add_argument("--simulations", type=int, default=20_000)
-    m.add_argument("--official-simulations", type=int, default=200)
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--simulations", type=bounded(1, 10_000_000), default=20_000)
+    m.add_argument("--official-simulations", type=bounded(1, 1_000_000), default=200)
+    m.add_argument("--seed", type=bounded(0, 2**32 - 1), default=0)
     m.set_defaults(func=_bench_mcts)
     bc = bench.add_parser("collect", help="collection episodes/s by worker count (Ray)")
     bc.add_argument("--workers", default="1,2", help="comma-separated worker counts")
-    bc.add_argument("--units", type=int, default=100, help="plan units per run")
-    bc.add_argument("--simulations", type=int, default=2000)
+    bc.add_argument("--units", type=bounded(1, 1_000_000), default=100, help="plan units per run")
+    bc.add_argument("--simulations", type=bounded(1, 10_000_000), default=2000)
     bc.set_defaults(func=_bench_collect)
     for what, text in (("ewc", "EWC-LoRA step time vs plain LoRA step time"),
                        ("fisher", "Fisher tokens/s vs plain forward+backward tokens/s")):
@@ -181,22 +175,22 @@ def _parser() -> Parser:
                           "pad-to-800 batching")
     bt.add_argument("--model", default=None, help="model spec (default: a Llama, hidden 256, 4 layers, "
                     "byte tokens); e.g. shape:gpt-neo-1.3b on a GPU")
-    bt.add_argument("--rows", type=int, default=240)
-    bt.add_argument("--steps", type=int, default=6, help="timed optimizer steps (after 2 warm-up steps)")
-    bt.add_argument("--global-batch", type=int, default=16)
-    bt.add_argument("--micro-batch", type=int, default=4)
+    bt.add_argument("--rows", type=bounded(1, 1_000_000), default=240)
+    bt.add_argument("--steps", type=bounded(1, 100_000), default=6, help="timed optimizer steps (after 2 warm-up steps)")
+    bt.add_argument("--global-batch", type=bounded(1, 65_536), default=16)
+    bt.add_argument("--micro-batch", type=bounded(1, 65_536), default=4)
     bt.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
     bt.add_argument("--zero-stage", type=int, choices=(1, 2, 3), default=2)
     bt.add_argument("--no-pad800", action="store_true", help="skip the (slow) pad-to-800 contender")
     bt.set_defaults(func=_bench_trainer)
     be = bench.add_parser("eval", help="multiple-choice items/s: the scorer vs one forward per option")
-    be.add_argument("--items", type=int, default=24)
-    be.add_argument("--words", type=int, default=120, help="story words per prompt")
+    be.add_argument("--items", type=bounded(1, 1_000_000), default=24)
+    be.add_argument("--words", type=bounded(1, 100_000), default=120, help="story words per prompt")
     be.set_defaults(func=_bench_eval)
     q = bench.add_parser("plans", help="MCTS success rate and plan length over the activity library")
-    q.add_argument("--scenes", type=int, default=50, help="procedural apartments 0..N-1")
-    q.add_argument("--simulations", type=int, default=2000)
-    q.add_argument("--workers", type=int, default=1, help="processes")
+    q.add_argument("--scenes", type=bounded(1, 100_000), default=50, help="procedural apartments 0..N-1")
+    q.add_argument("--simulations", type=bounded(1, 10_000_000), default=2000)
+    q.add_argument("--workers", type=bounded(1, 1024), default=1, help="processes")
     q.set_defaults(func=_bench_plans)
     return p
 
@@ -361,6 +355,12 @@ def _bench_train(args) -> int:
 
 def _bench_trainer(args) -> int:
     from e2wm.bench.train import run
+    from e2wm.train.model import check_model_spec
+    if args.global_batch % args.micro_batch:
+        raise E2WMError(f"--global-batch {args.global_batch}: must be a multiple of --micro-batch "
+                        f"{args.micro_batch}")
+    if args.model is not None:
+        check_model_spec(args.model, "--model")
     r = run(args.model, args.rows, args.steps, args.global_batch, args.micro_batch, args.precision,
             args.zero_stage, pad800=not args.no_pad800)
     print(f"trainer {r['trainer_tokens_per_s']:,.0f} tokens/s vs plain transformers+peft "
@@ -479,6 +479,8 @@ def _bench_collect(args) -> int:
         workers = tuple(int(x) for x in args.workers.split(","))
     except ValueError:
         raise E2WMError(f"--workers {args.workers!r}: expected counts like 1,2") from None
+    if not all(1 <= w <= 1024 for w in workers):
+        raise E2WMError(f"--workers {args.workers!r}: each count must be in [1, 1024]")
 
     def show(n, row):
         print(f"{n} worker(s): {row['episodes_per_s']} episodes/s ({row['run_s']} s)", flush=True)
