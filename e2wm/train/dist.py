@@ -91,4 +91,8 @@ def shutdown(engine=None, destroy_group: bool = True) -> None:
     if engine is not None:
         engine.destroy()
     if destroy_group and dist.is_initialized():
-        dist.destroy_process_group()
+        import deepspeed.comm as ds_comm
+        if ds_comm.is_initialized():   # DeepSpeed's also drops its cached groups, so a later run starts clean
+            ds_comm.destroy_process_group()
+        else:
+            dist.destroy_process_group()

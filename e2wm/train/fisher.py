@@ -127,7 +127,10 @@ def _load_checkpoint(out_dir, rank: int, fingerprint: str, device, like: dict):
     d = _ckpt_dir(out_dir)
     if not (d / "state.json").exists():
         return None
-    state = loads(read_text(d / "state.json", "Fisher checkpoint state"), str(d / "state.json"))
+    try:
+        state = loads(read_text(d / "state.json", "Fisher checkpoint state"), str(d / "state.json"))
+    except E2WMError as e:
+        raise E2WMError(f"unreadable Fisher checkpoint: {e}; remove {d} to start over") from None
     if not isinstance(state, dict) or not isinstance(state.get("position"), int) or state["position"] < 0 \
             or not isinstance(state.get("fingerprint"), str):
         raise E2WMError(f"{d}: unreadable Fisher checkpoint (state.json is not a checkpoint state); "
