@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F_
 
-from e2wm.argparser import Parser
+from e2wm.argparser import Parser, bounded
 from e2wm.errors import E2WMError
 from e2wm.files import loads, output_dir, read_text, write_json
 from e2wm.train.fisher_io import (FISHER_FILE, all_finite, atomic_save, load_fisher, save_fisher, shard_name,
@@ -310,19 +310,6 @@ def compute_fisher_deepspeed(engine, texts: list[str], tokenizer, *, zero_stage:
 
 
 # ---------------------------------------------------------------- CLI
-
-def bounded(low: int, high: int):
-    """An argparse type: an int in [low, high] (argparse names the flag in its one-line error)."""
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an int in [{low}, {high}], got {text!r}") from None
-        if not low <= v <= high:
-            raise argparse.ArgumentTypeError(f"must be in [{low}, {high}], got {v}")
-        return v
-    return parse
-
 
 MAX_LENGTH = 1 << 17   # tokens per sample; longer than any context a model of ours has
 
