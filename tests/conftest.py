@@ -81,13 +81,34 @@ def small_collection_text() -> str:
     return "".join(e.content_json() + "\n" for e in eps)
 
 
+def seal(d: Path) -> Path:
+    """Write the manifest `e2wm collect` would for the shard-*.jsonl files in `d` (hand-made shards in
+    tests), so that build-data's integrity checks pass; rerun it after changing a shard on purpose."""
+    import hashlib
+
+    from e2wm.world.world import ENGINE_VERSION
+    shards = {}
+    for p in sorted(d.glob("shard-*.jsonl")):
+        data = p.read_bytes()
+        n = sum(1 for line in data.splitlines() if line.strip())
+        shards[p.name] = {"units": [0, max(n - 1, 0)], "episodes": n, "failures": [],
+                          "sha256": hashlib.sha256(data).hexdigest()}
+    (d / "manifest.json").write_text(json.dumps({"job": {"hand-made": True}, "engine": ENGINE_VERSION,
+                                                 "shards": shards}, indent=1))
+    return d
+
+
+def sealed_collection(d: Path) -> Path:
+    """`d` holding the small collection as one shard and its manifest."""
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "shard-00000.jsonl").write_text(small_collection_text())
+    return seal(d)
+
+
 @pytest.fixture
 def episodes_dir(tmp_path):
-    """An `e2wm collect`-like output directory holding the small collection."""
-    d = tmp_path / "collect"
-    d.mkdir()
-    (d / "shard-00000.jsonl").write_text(small_collection_text())
-    return d
+    """An `e2wm collect`-like output directory holding the small collection (shard and manifest)."""
+    return sealed_collection(tmp_path / "collect")
 
 
 @pytest.fixture(scope="session")
@@ -96,8 +117,7 @@ def built_dataset(tmp_path_factory):
     from e2wm.data.builder import build_data
     from e2wm.data.config import DataConfig
     root = tmp_path_factory.mktemp("dataset")
-    (root / "collect").mkdir()
-    (root / "collect" / "shard-00000.jsonl").write_text(small_collection_text())
+    sealed_collection(root / "collect")
     build_data(root / "collect", root / "data", DataConfig(eval_fraction=0.25, unseen_fraction=0.2),
                log=lambda *a: None)
     return root / "data"

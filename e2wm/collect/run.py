@@ -101,33 +101,7 @@ def load_manifest(out: Path, job: dict, n_shards: int) -> dict:
         m = read_json(path, "manifest", inside=out, limit=MAX_MANIFEST_BYTES)
     except E2WMError as e:
         raise E2WMError(f"corrupt manifest: {e}; move it away to start over") from None
-    _check_manifest(m, path, job, n_shards)
-    for name, entry in sorted(m["shards"].items()):
-        p = out / name
-        if not (p.exists() or p.is_symlink()):
-            raise E2WMError(f"{p}: listed in {path} but missing; delete its entry from the manifest "
-                            f"to redo it")
-        f = input_file(p, "shard", inside=out, limit=MAX_DATA_BYTES)
-        try:
-            with f.open("rb") as fh:
-                digest = hashlib.file_digest(fh, "sha256").hexdigest()
-        except OSError as e:
-            raise E2WMError(f"{p}: cannot read shard ({e.strerror or e})") from None
-        if digest != entry["sha256"]:
-            raise E2WMError(f"{p}: altered since {path} listed it (sha256 differs); delete the shard "
-                            f"and its manifest entry to redo it")
-    return m
-
-
-def _check_manifest(m, path: Path, job: dict, n_shards: int) -> None:
-    """A manifest this engine wrote for this job: its keys, types and shard names."""
-    def bad(what):
-        raise E2WMError(f"{path}: not a collect manifest: {what}; move it away to start over")
-    if not isinstance(m, dict):
-        bad(f"expected a JSON object, got {type(m).__name__}")
-    for key in ("job", "engine", "shards"):
-        if key not in m:
-            bad(f"no '{key}' key")
+    check_manifest(m, path, n_shards)
     engine = m["engine"]
     if engine != ENGINE_VERSION:
         by = f"engine {engine}" if isinstance(engine, str) and len(engine) < 80 else "an unrecorded engine"
@@ -136,12 +110,61 @@ def _check_manifest(m, path: Path, job: dict, n_shards: int) -> None:
     if m["job"] != job:
         raise E2WMError(f"{path.parent}: holds the output of a different job (its manifest's job "
                         f"differs); use another --out")
+    verify_shards(out, m)
+    return m
+
+
+def read_manifest(out: Path) -> dict:
+    """The manifest of a collect output folder, checked for shape (build-data's entry point)."""
+    path = out / MANIFEST
+    if not (path.exists() or path.is_symlink()):
+        raise E2WMError(f"{out}: no {MANIFEST} (is it an `e2wm collect` output directory?)")
+    m = read_json(path, "manifest", inside=out, limit=MAX_MANIFEST_BYTES)
+    check_manifest(m, path)
+    return m
+
+
+def verify_shards(out: Path, m: dict, keep: bool = False) -> dict[str, bytes]:
+    """Every shard the manifest lists, read from inside `out` and checked against its sha256
+    ({name: bytes} with `keep`). A shard that is missing, altered, a symlink out of `out` or not a
+    file is refused."""
+    path = out / MANIFEST
+    data = {}
+    for name, entry in sorted(m["shards"].items()):
+        p = out / name
+        if not (p.exists() or p.is_symlink()):
+            raise E2WMError(f"{p}: listed in {path} but missing; delete its entry from the manifest "
+                            f"to redo it")
+        f = input_file(p, "shard", inside=out, limit=MAX_DATA_BYTES)
+        try:
+            with f.open("rb") as fh:
+                raw = fh.read() if keep else None
+                digest = (hashlib.sha256(raw) if keep else hashlib.file_digest(fh, "sha256")).hexdigest()
+        except OSError as e:
+            raise E2WMError(f"{p}: cannot read shard ({e.strerror or e})") from None
+        if digest != entry["sha256"]:
+            raise E2WMError(f"{p}: altered since {path} listed it (sha256 differs); delete the shard "
+                            f"and its manifest entry to redo it")
+        if keep:
+            data[name] = raw
+    return data
+
+
+def check_manifest(m, path: Path, n_shards: int | None = None) -> None:
+    """A collect manifest's keys, types and shard names (plain names, below `n_shards` when given)."""
+    def bad(what):
+        raise E2WMError(f"{path}: not a collect manifest: {what}; move it away to start over")
+    if not isinstance(m, dict):
+        bad(f"expected a JSON object, got {type(m).__name__}")
+    for key in ("job", "engine", "shards"):
+        if key not in m:
+            bad(f"no '{key}' key")
     if not isinstance(m["shards"], dict):
         bad(f"'shards' must be an object, got {type(m['shards']).__name__}")
     for name, e in m["shards"].items():
-        if not SHARD_NAME.fullmatch(name) or int(name[6:11]) >= n_shards:
-            bad(f"shard name {name[:80]!r} is not one of this job's shard-00000.jsonl .. "
-                f"{shard_name(n_shards - 1)}")
+        if not SHARD_NAME.fullmatch(name) or (n_shards is not None and int(name[6:11]) >= n_shards):
+            last = f" .. {shard_name(n_shards - 1)}" if n_shards is not None else " and up"
+            bad(f"shard name {name[:80]!r} is not one of this job's shard-00000.jsonl{last}")
         if not isinstance(e, dict):
             bad(f"shards.{name} must be an object")
         if not isinstance(e.get("sha256"), str) or not SHA256.fullmatch(e["sha256"]):
@@ -208,6 +231,8 @@ def collect(cfg: CollectConfig, progress=None, log=print, force: bool = False) -
         import ray
         try:
             make_dir(out)
+            _summarise(m)   # marks the folder as ours before any shard: a killed first run resumes
+            write_json(out / MANIFEST, m, sort_keys=True)
             pool = WorkerPool(cfg.workers, cfg.worker_cpus, cfg.max_in_flight, cfg.seed,
                               {"plan": cfg.mcts, "explore": cfg.explore, "story": cfg.story},
                               cfg.chaos_kill_every)

@@ -28,6 +28,7 @@ from e2wm.data.suites.options import INTERNAL
 from e2wm.data.tasks import activity_recognition, counting, object_path, plan_generation
 from e2wm.data.views import names_goal_objects, pair, plans
 from e2wm.errors import E2WMError
+from e2wm.files import dumps, output_dir
 from e2wm.world.activities import ACTIVITIES
 
 TASKS = (plan_generation, activity_recognition, counting, object_path)
@@ -35,9 +36,7 @@ TASKS = (plan_generation, activity_recognition, counting, object_path)
 
 def build_data(episodes_dir: str | Path, out: str | Path, cfg: DataConfig, log=print,
                tokenizer: str | None = None) -> dict:
-    out = Path(out)
-    if out.exists():
-        raise E2WMError(f"{out}: already exists; choose another --out or remove it")
+    out = output_dir(out, "--out", fresh=True)
     tok = _tokenizer(tokenizer) if tokenizer else None
     eps = load_episodes(episodes_dir)
     sp = split(eps, cfg.eval_fraction, cfg.unseen_fraction, cfg.seed)
@@ -143,7 +142,7 @@ def _write(out: Path, cfg, train, suites, summary) -> None:
         splits = {"train": datasets.Dataset.from_list([r for rows in train.values() for r in rows])}
         splits.update({name: datasets.Dataset.from_list(rows) for name, rows in eval_rows.items()})
         datasets.DatasetDict(splits).save_to_disk(str(tmp / "hf"))
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=1))
+        (tmp / "summary.json").write_text(dumps(summary, indent=1))
         (tmp / "README.md").write_text(_card(summary))
         os.replace(tmp, out)
     except BaseException:

@@ -7,7 +7,6 @@ is a pure function of (episodes, fractions, seed).
 """
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -16,25 +15,44 @@ from pathlib import Path
 from e2wm.collect.episodes import Episode
 from e2wm.collect.verify import verify
 from e2wm.errors import E2WMError
+from e2wm.files import decode, input_dir, loads
 from e2wm.world.activities import UNSEEN_NAMES
 
 
 def load_episodes(directory: str | Path) -> list[Episode]:
-    """Every episode in a collection output directory's shards, in shard and line order."""
-    d = Path(directory)
-    shards = sorted(d.glob("shard-*.jsonl"))
-    if not shards:
-        raise E2WMError(f"{d}: no shard-*.jsonl files (is it an `e2wm collect` output directory?)")
-    out = []
-    for path in shards:
-        for k, line in enumerate(path.read_text().splitlines(), 1):
+    """Every episode of a collect output folder, in shard and line order, checked on the way in.
+
+    Only the shards its manifest lists are read, from inside the folder, and each must match the
+    manifest's sha256 (a shard altered or added since collection is refused). Each episode must
+    parse, re-execute in the world model (`verify`) and have a key no other line has; errors name
+    the shard and line.
+    """
+    from e2wm.collect.run import MANIFEST, read_manifest, verify_shards
+    d = input_dir(directory, "episodes directory")
+    m = read_manifest(d)
+    stray = sorted(p.name for p in d.glob("shard-*.jsonl") if p.name not in m["shards"])
+    if stray:
+        raise E2WMError(f"{d / stray[0]}: not listed in {d / MANIFEST}; a shard added after collection "
+                        f"is not read (move it away)")
+    if not m["shards"]:
+        raise E2WMError(f"{d / MANIFEST}: lists no shards (did the collection finish a shard?)")
+    out, seen = [], {}
+    for name, raw in verify_shards(d, m, keep=True).items():
+        path = d / name
+        text = decode(raw, str(path))
+        for k, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{k}"
             try:
-                ep = Episode.from_dict(json.loads(line))
+                ep = Episode.from_dict(loads(line, where, position=False))
                 verify(ep)
-            except json.JSONDecodeError as e:
-                raise E2WMError(f"{path}:{k}: malformed JSON: {e.msg}") from None
             except E2WMError as e:
-                raise E2WMError(f"{path}:{k}: {e}") from None
+                raise E2WMError(e if str(e).startswith(where) else f"{where}: {e}") from None
+            if ep.key in seen:
+                raise E2WMError(f"{where}: episode {ep.key} repeats {seen[ep.key]}; each episode may enter "
+                                f"the dataset once")
+            seen[ep.key] = where
             out.append(ep)
     return out
 

@@ -3,6 +3,8 @@ import json
 
 import pytest
 
+from conftest import seal
+
 from e2wm.cli import main
 from e2wm.data.builder import build_data
 from e2wm.data.config import DataConfig
@@ -62,9 +64,12 @@ def test_bad_inputs_name_what_and_where(episodes_dir, tmp_path):
     (tmp_path / "taken").mkdir()
     with pytest.raises(E2WMError, match="already exists"):
         build_data(episodes_dir, tmp_path / "taken", DataConfig(), log=lambda *a: None)
-    with pytest.raises(E2WMError, match="no shard"):
+    with pytest.raises(E2WMError, match="no manifest.json"):
         build_data(tmp_path / "taken", tmp_path / "o", DataConfig(), log=lambda *a: None)
     (episodes_dir / "shard-00001.jsonl").write_text('{"key": "x", "kind": "plan"\n')
+    with pytest.raises(E2WMError, match=r"shard-00001.jsonl: not listed in .*manifest.json"):
+        build_data(episodes_dir, tmp_path / "o", DataConfig(), log=lambda *a: None)
+    seal(episodes_dir)
     with pytest.raises(E2WMError, match=r"shard-00001.jsonl:1: malformed JSON"):
         build_data(episodes_dir, tmp_path / "o", DataConfig(), log=lambda *a: None)
     assert not (tmp_path / "o").exists()
@@ -114,6 +119,9 @@ def test_an_episode_that_disagrees_with_re_execution_fails_naming_it(episodes_di
     step["moves"][0]["to"]["room"] = -7          # the record says it went somewhere it did not
     lines[k] = json.dumps(ep)
     shard.write_text("\n".join(lines) + "\n")
+    with pytest.raises(E2WMError, match=r"shard-00000.jsonl: altered since .*manifest.json listed it"):
+        build_data(episodes_dir, tmp_path / "o", DataConfig(), log=lambda *a: None)
+    seal(episodes_dir)   # the same change, made before sealing, is caught by re-execution
     with pytest.raises(E2WMError, match=rf"shard-00000.jsonl:{k + 1}: episode {ep['key']} .*re-execution"):
         build_data(episodes_dir, tmp_path / "o", DataConfig(), log=lambda *a: None)
     assert not (tmp_path / "o").exists()
