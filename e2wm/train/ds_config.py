@@ -109,17 +109,18 @@ def deepspeed_config(cfg, world: int, hidden: int | None = None) -> dict:
     offload = zero.get("offload_optimizer")
     if offload is not None and not isinstance(offload, dict):
         raise E2WMError(f"{where}: zero_optimization.offload_optimizer must be an object, got {offload!r}")
-    _check_with_deepspeed(ds, where, world)
+    _check_with_deepspeed(ds, where)
     return ds
 
 
-def _check_with_deepspeed(ds: dict, where: str, world: int) -> None:
-    """DeepSpeed's own validation of every key (types, unknown keys), before any model or process group:
-    on a one-rank view of the config, since no process group exists yet."""
+def _check_with_deepspeed(ds: dict, where: str) -> None:
+    """DeepSpeed's own validation of every key (types, unknown keys), before any model loads. The global
+    batch is left out of the view: DeepSpeed derives it from the world size it sees (1 before any process
+    group exists), and ours was checked against `world` above."""
     from deepspeed.runtime.config import DeepSpeedConfig
 
     view = json.loads(json.dumps(ds))
-    view["train_batch_size"] = ds["train_batch_size"] // world
+    view.pop("train_batch_size")
     try:
         DeepSpeedConfig(view)
     except (ValueError, AssertionError, KeyError, TypeError) as e:   # pydantic's ValidationError is a ValueError
