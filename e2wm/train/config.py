@@ -216,19 +216,19 @@ def gradient_accumulation(cfg: TrainConfig, world: int) -> int:
     return o.global_batch_size // per_step
 
 
-RUN_MARKERS = ("run.json", "checkpoints", "config.yaml", "metrics.jsonl")   # what marks a training run
-
-
 def validate(cfg: TrainConfig, world: int, resume: str | None = None, force: bool = False) -> None:
     """Checks that need the world size or the file system (cheap; before any model, process group or
     output folder exists)."""
     from e2wm.files import output_dir
     from e2wm.train.ds_config import deepspeed_config
+    from e2wm.train.export import RUN_INFO
     from e2wm.train.model import check_model_spec
 
     gradient_accumulation(cfg, world)
     check_model_spec(cfg.model.name_or_path)
-    output_dir(cfg.out, "out", ours=RUN_MARKERS, force=force)
+    # a run's folder holds run.json from its first step on; a user's folder (even with a config.yaml,
+    # which a run would overwrite) is refused without --force
+    output_dir(cfg.out, "out", ours=(RUN_INFO,), force=force)
     if not Path(cfg.data.path).exists():
         raise E2WMError(f"data.path: {cfg.data.path}: no such file or directory")
     if cfg.regularizer.kind in ("ewc_lora", "ewc"):

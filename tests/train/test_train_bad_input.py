@@ -74,6 +74,9 @@ def ws(tmp_path_factory, tiny_model_dir):
     (w / "foreign" / "thesis.tex").write_text("mine")
     config("out-file.yaml", out=str(w / "outfile"))
     config("out-foreign.yaml", out=str(w / "foreign"))
+    (w / "foreign-config").mkdir()
+    (w / "foreign-config" / "config.yaml").write_text("mine: true\n")   # a run would overwrite it
+    config("out-foreign-config.yaml", out=str(w / "foreign-config"))
     # Fisher files
     (w / "fisher-empty").mkdir()
     (w / "garbage.safetensors").write_bytes(b"not a safetensors file at all")
@@ -247,6 +250,7 @@ CASES = [
     # ---- output folders
     (T(config="out-file.yaml"), ["out", "outfile", "not a directory"]),
     (T(config="out-foreign.yaml"), ["out", "foreign", "--force"]),
+    (T(config="out-foreign-config.yaml"), ["out", "foreign-config", "run.json"]),
     # ---- resume
     (T(extra=["--resume", "WS/no-such-step"]), ["--resume", "no-such-step"]),
     (T(extra=["--resume", "WS/outfile"]), ["--resume", "outfile"]),
