@@ -172,6 +172,8 @@ def _coerce(value, tp, name: str):
             if len(value) != len(args):
                 raise E2WMError(f"{name}: expected a list of {len(args)} items, got {value!r}")
             return tuple(_coerce(v, a, f"{name}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        if origin is list and args:
+            return [_coerce(v, args[0], f"{name}[{i}]") for i, v in enumerate(value)]
         return type(value)(value)
     if origin is dict or tp is dict:
         if not isinstance(value, dict):

@@ -10,6 +10,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 
+from e2wm.config import build
 from e2wm.errors import E2WMError
 
 KINDS = ("plan", "explore")
@@ -88,7 +89,13 @@ class Episode:
         missing = sorted(f for f in ("key", "kind", "scene", "seed", "unit") if f not in d)
         if missing:
             raise E2WMError(f"episode {d.get('key', '?')}: missing field(s) {', '.join(missing)}")
-        return cls(**d)
+        ep = build(cls, d, f"episode {str(d['key'])[:40]}")   # every field's type
+        for k, s in enumerate(ep.steps):
+            if not (isinstance(s.get("agent"), int) and not isinstance(s["agent"], bool) and 0 <= s["agent"] < 64
+                    and isinstance(s.get("line"), str) and isinstance(s.get("ok", False), bool)):
+                raise E2WMError(f"episode {ep.key}: steps[{k}]: expected an agent index, a script line "
+                                f"and ok")
+        return ep
 
     @classmethod
     def from_json(cls, text: str) -> "Episode":
