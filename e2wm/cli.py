@@ -1,7 +1,6 @@
 """The `e2wm` command. User errors print one line and exit 2, never a traceback."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 from importlib import resources
@@ -13,6 +12,7 @@ from e2wm.config import add_field_flags, apply_sets, flag_values, read_yaml
 from e2wm.data.config import DataConfig
 from e2wm.eval.config import EvalConfig
 from e2wm.errors import E2WMError
+from e2wm.files import dumps
 
 MCTS_DEFAULTS = MCTSConfig()
 
@@ -349,7 +349,7 @@ def _bench_train(args) -> int:
     else:
         print(f"Fisher {r['fisher_tokens_per_s']:.0f} tokens/s vs plain forward+backward "
               f"{r['plain_tokens_per_s']:.0f} tokens/s: ratio {r['ratio']:.3f}")
-    print(json.dumps(r))
+    print(dumps(r))
     return 0
 
 
@@ -367,7 +367,7 @@ def _bench_trainer(args) -> int:
           f"{r['plain_tokens_per_s']:,.0f}: ratio {r['ratio_plain']:.2f}"
           + (f"; vs E2WM pad-to-800 {r['pad800_tokens_per_s']:,.0f}: ratio {r['ratio_pad800']:.2f}"
              if r["ratio_pad800"] else ""))
-    print(json.dumps(r))
+    print(dumps(r))
     return 0
 
 
@@ -376,7 +376,7 @@ def _bench_eval(args) -> int:
     r = run(args.items, args.words)
     print(f"scorer {r['scorer_items_per_s']} items/s vs one forward per option {r['loop_items_per_s']} "
           f"items/s: ratio {r['ratio']:.2f} (scores agree to {r['max_abs_score_diff']:.1e})")
-    print(json.dumps(r))
+    print(dumps(r))
     return 0
 
 
@@ -420,7 +420,7 @@ def _world_conformance(args) -> int:
     for item in (prog.unexplained + rnd.unexplained)[:20]:
         print("  UNEXPLAINED:", item)
     if args.json:
-        print(json.dumps({
+        print(dumps({
             "programs_total": prog.total, "programs_executed": prog.executed,
             "final_match": prog.final_match, "final_exact": prog.final_exact,
             "oracle_programs_executed": prog.oracle_executed,
@@ -448,7 +448,7 @@ def _bench_world(args) -> int:
           f"{r['official_clone_step_per_s']:>12,}{r['ratio_clone_step']:>8}x")
     print(f"median clone: e2wm {r['clone_us_median']} us, official state copy "
           f"{r['official_copy_us_median']} us")
-    print(json.dumps(r))
+    print(dumps(r))
     return 0
 
 
@@ -469,7 +469,7 @@ def _bench_mcts(args) -> int:
     print(f"{'official':<12}{r['official_simulations']:>12,}{r['official_sims_per_s']:>10,}"
           f"{r['official_seconds_20k']:>11}")
     print(f"ratio {r['ratio']}x; e2wm plan reached the goal: {r['reached']} ({r['plan_steps']} steps)")
-    print(json.dumps(r))
+    print(dumps(r))
     return 0
 
 
@@ -486,7 +486,7 @@ def _bench_collect(args) -> int:
         print(f"{n} worker(s): {row['episodes_per_s']} episodes/s ({row['run_s']} s)", flush=True)
     r = run(workers, args.units, args.simulations, progress=show)
     print(f"speedup {r['speedup']}x, efficiency {r['efficiency']}; same output: {r['same_output']}")
-    print(json.dumps(r))
+    print(dumps(r))
     return 0
 
 
@@ -501,7 +501,7 @@ def _bench_plans(args) -> int:
     print(f"success {r['succeeded']}/{r['posed']} = {100 * r['success_rate']:.1f}%; mean plan "
           f"{r['mean_plan_lines']} lines; mean search {r['mean_search_s']} s; "
           f"{r['plans_per_s']} plans/s on {r['workers']} worker(s)")
-    print(json.dumps(r))
+    print(dumps(r))
     return 0
 
 
