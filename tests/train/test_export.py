@@ -61,7 +61,7 @@ def test_full_fine_tuning_exports_a_model(zero3_jobs):
 
 @pytest.mark.parametrize("args, names", [
     (["export", "no/such/run", "--out", "x"], "no/such/run"),
-    (["merge", "--adapter", "no/such/adapter", "--out", "x"], "adapter_config.json"),
+    (["merge", "--adapter", "no/such/adapter", "--out", "x"], "no/such/adapter"),
 ])
 def test_bad_paths_are_one_line_errors(args, names, capsys):
     assert main(args) == 2
