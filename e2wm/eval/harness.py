@@ -219,14 +219,9 @@ def _ppl_texts(cfg: EvalConfig) -> tuple[list[str], str] | None:
 
 
 def _fisher_meta(spec: str) -> dict:
-    from safetensors import SafetensorError, safe_open
-    from e2wm.train.fisher_io import fisher_path
-    path = input_file(fisher_path(spec), "Fisher file")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            return dict(fh.metadata() or {})
-    except (OSError, SafetensorError) as e:
-        raise E2WMError(f"--fisher {path}: not a readable safetensors file ({e})") from None
+    from e2wm.train.fisher_io import open_fisher
+    with open_fisher(spec, "--fisher") as fh:
+        return dict(fh.metadata() or {})
 
 
 def headline(s: dict) -> tuple[str, float]:

@@ -8,14 +8,14 @@ Recomputation under gradient checkpointing is not counted: MFU counts the model'
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+from e2wm.files import dumps, read_jsonl, write_atomic
 
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "4090": 165.0,
                "3090": 71.0}   # dense bf16, per device
@@ -61,11 +61,10 @@ class Logger:
         run_dir = Path(run_dir)
         self.jsonl = run_dir / "metrics.jsonl"
         if self.jsonl.exists():   # a resumed run rewrites what came after its checkpoint
-            keep = [line for line in self.jsonl.read_text().splitlines() if line.strip()
-                    and json.loads(line)["step"] <= start_step]
-            tmp = self.jsonl.with_name(self.jsonl.name + ".tmp")
-            tmp.write_text("".join(line + "\n" for line in keep))
-            os.replace(tmp, self.jsonl)   # a crash here leaves the old log, not half of it
+            keep = [line for i, row in read_jsonl(self.jsonl, "metrics log")
+                    if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= start_step
+                    for line in [dumps(row)]]
+            write_atomic(self.jsonl, "".join(line + "\n" for line in keep))   # a crash leaves the old log
         if cfg.logging.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
             self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step + 1)
@@ -90,7 +89,7 @@ class Logger:
         if not self.active:
             return
         with self.jsonl.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
+            fh.write(dumps(row) + "\n")   # a diverged loss is null, never NaN (not JSON)
         step = row["step"]
         if self.tb:
             for k, v in row.items():
