@@ -35,7 +35,7 @@ class CollectConfig:
     seed: int = field(default=0, metadata=_range(0, MAX_SEED, help="job seed"))
     scene_source: str = field(default="procedural", metadata={
         "help": "procedural | robothow (plans toward each program's own goal)"})
-    scene_first: int = field(default=0, metadata=_range(0, MAX_SEED, help=(
+    scene_first: int = field(default=0, metadata=_range(0, MAX_SEED // 2, help=(
         "first apartment seed / program index (RobotHow programs in name order)")))
     scenes: int = field(default=20, metadata=_range(1, 10_000, help=(
         "scenes (apartments or RobotHow programs)")))
