@@ -42,7 +42,7 @@ def load_scene(source: str) -> dict:
         except ValueError:
             raise SceneError(f"scene {source[:80]!r}: expected procedural:SEED[:N_CHARACTERS]") from None
         if not 0 <= seed <= MAX_SEED or not 1 <= chars <= MAX_CHARACTERS:
-            raise SceneError(f"scene {source!r}: SEED must be in [0, {MAX_SEED}] and N_CHARACTERS in "
+            raise SceneError(f"scene {source[:80]!r}: SEED must be in [0, {MAX_SEED}] and N_CHARACTERS in "
                              f"[1, {MAX_CHARACTERS}]")
         return generate_apartment(seed, n_characters=chars)
     if kind == "robothow":
