@@ -483,7 +483,7 @@ def _bench_collect(args) -> int:
         raise E2WMError(f"--workers {args.workers!r}: each count must be in [1, 1024]")
 
     def show(n, row):
-        print(f"{n} worker(s): {row['episodes_per_s']} episodes/s ({row['run_s']} s)", flush=True)
+        print(f"{n} worker(s): {row['units_per_s']} units/s ({row['run_s']} s)", flush=True)
     r = run(workers, args.units, args.simulations, progress=show)
     print(f"speedup {r['speedup']}x, efficiency {r['efficiency']}; same output: {r['same_output']}")
     print(dumps(r))

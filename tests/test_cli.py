@@ -37,7 +37,7 @@ def test_user_errors_print_one_line_and_exit_2(args, names, tmp_path):
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
     lines = [line for line in r.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("e2wm: error:") and names in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("e2wm") and ": error: " in lines[0] and names in lines[0]
 
 
 def test_malformed_scene_json_names_file_and_position(tmp_path):

@@ -111,7 +111,7 @@ def test_mutated_collect_configs(tmp_path_factory, capsys):
 
 
 def test_mutated_data_configs(tmp_path_factory, capsys):
-    from conftest import sealed_collection
+    from episode_helpers import sealed_collection
     episodes = sealed_collection(tmp_path_factory.mktemp("episodes"))
     seen = []
 

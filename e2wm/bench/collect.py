@@ -20,13 +20,13 @@ def run(workers=(1, 2), units: int = 100, simulations: int = 2000, progress=None
                                            "mcts": {"simulations": simulations}, "workers": n,
                                            "shard_size": 10})
             stats = collect(cfg, log=lambda *a: None)
-        rows[n] = {"episodes_per_s": stats["units_per_s"], "run_s": stats["run_s"],
+        rows[n] = {"units_per_s": stats["units_per_s"], "run_s": stats["run_s"],
                    "content_hash": stats["content_hash"]}
         if progress is not None:
             progress(n, rows[n])
     first, last = workers[0], workers[-1]
-    speedup = rows[last]["episodes_per_s"] / rows[first]["episodes_per_s"]
+    speedup = rows[last]["units_per_s"] / rows[first]["units_per_s"]
     return {"bench": "collect", "units": units, "simulations": simulations,
-            "workers": list(workers), "episodes_per_s": {str(n): rows[n]["episodes_per_s"] for n in workers},
+            "workers": list(workers), "units_per_s": {str(n): rows[n]["units_per_s"] for n in workers},
             "speedup": round(speedup, 3), "efficiency": round(speedup * first / last, 3),
             "same_output": len({r["content_hash"] for r in rows.values()}) == 1}

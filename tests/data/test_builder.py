@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from conftest import seal
+from episode_helpers import seal
 
 from e2wm.cli import main
 from e2wm.data.builder import build_data

@@ -5,7 +5,7 @@ import json
 import os
 
 import pytest
-from conftest import seal, sealed_collection
+from episode_helpers import seal, sealed_collection
 
 
 def episodes(tmp):

@@ -104,8 +104,7 @@ def ws(tmp_path_factory, tiny_model_dir):
     (w / "fisher-ckpt" / "checkpoint").mkdir(parents=True)
     (w / "fisher-ckpt" / "checkpoint" / "state.json").write_text("garbage{")
     # checkpoints and runs, written the way `e2wm train` writes them
-    run = _fake_run(w / "fake-run")
-    step = run / "checkpoints" / "step-00000001"
+    _fake_run(w / "fake-run")
     for name, change in {"state-garbage": lambda d: (d / "trainer_state.json").write_text("{{{"),
                          "state-list": lambda d: (d / "trainer_state.json").write_text("[1]"),
                          "state-keys": lambda d: (d / "trainer_state.json").write_text('{"step": 1}'),
