@@ -167,10 +167,17 @@ def _parser() -> Parser:
     bc.add_argument("--units", type=bounded(1, 1_000_000), default=100, help="plan units per run")
     bc.add_argument("--simulations", type=bounded(1, 10_000_000), default=2000)
     bc.set_defaults(func=_bench_collect)
-    for what, text in (("ewc", "EWC-LoRA step time vs plain LoRA step time"),
-                       ("fisher", "Fisher tokens/s vs plain forward+backward tokens/s")):
-        bt = bench.add_parser(what, help=text)
-        bt.set_defaults(func=_bench_train, what=what)
+    bt = bench.add_parser("ewc", help="EWC-LoRA step time vs plain LoRA step time")
+    bt.set_defaults(func=_bench_train, what="ewc")
+    bt = bench.add_parser("fisher", help="Fisher tokens/s by method (batch, loop) vs plain forward+backward, "
+                          "with peak memory")
+    bt.add_argument("--model", default=None, help="model spec (default: a Llama, hidden 256, 4 layers, byte "
+                    "tokens); e.g. shape:gpt-neo-1.3b on a GPU")
+    bt.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    bt.add_argument("--samples", type=bounded(1, 1_000_000), default=64)
+    bt.add_argument("--seq", type=bounded(2, 131_072), default=128, help="tokens per sample")
+    bt.add_argument("--micro-batch", type=bounded(1, 4096), default=8)
+    bt.set_defaults(func=_bench_train, what="fisher")
     bt = bench.add_parser("train", help="trainer tokens/s vs a plain transformers+peft loop and E2WM's "
                           "pad-to-800 batching")
     bt.add_argument("--model", default=None, help="model spec (default: a Llama, hidden 256, 4 layers, "
@@ -342,13 +349,26 @@ def _merge(args) -> int:
 
 def _bench_train(args) -> int:
     from e2wm.bench import regularizers
-    r = (regularizers.run_ewc if args.what == "ewc" else regularizers.run_fisher)()
+    if args.what == "ewc":
+        r = regularizers.run_ewc()
+    else:
+        from e2wm.train.model import check_model_spec
+        if args.model is not None:
+            check_model_spec(args.model, "--model")
+        r = regularizers.run_fisher(samples=args.samples, seq=args.seq, micro_batch=args.micro_batch,
+                                    model_spec=args.model, precision=args.precision)
     if args.what == "ewc":
         print(f"EWC-LoRA step {r['ewc_step_ms']:.1f} ms vs plain LoRA step {r['plain_step_ms']:.1f} ms: "
               f"ratio {r['ratio']:.3f}")
     else:
-        print(f"Fisher {r['fisher_tokens_per_s']:.0f} tokens/s vs plain forward+backward "
-              f"{r['plain_tokens_per_s']:.0f} tokens/s: ratio {r['ratio']:.3f}")
+        mib = r["peak_mib"]
+        print(f"{r['model']} ({r['precision']}), micro-batch {r['micro_batch']}, {r['samples']} samples of "
+              f"{r['seq']} tokens, {r['device']}:")
+        print(f"  plain LoRA forward+backward {r['plain_tokens_per_s']:>9.0f} tokens/s  peak {mib['plain']:.0f} MiB")
+        print(f"  Fisher, batch (default)     {r['fisher_tokens_per_s']:>9.0f} tokens/s  peak {mib['batch']:.0f} MiB"
+              f"  ratio {r['ratio']:.3f}")
+        print(f"  Fisher, loop (reference)    {r['loop_tokens_per_s']:>9.0f} tokens/s  peak {mib['loop']:.0f} MiB"
+              f"  ratio {r['ratio_loop']:.3f}")
     print(dumps(r))
     return 0
 

@@ -2,11 +2,13 @@
 
 * ewc:    median LoRA step time (forward + backward + AdamW) with the ewc_lora penalty (random Fisher)
           over the same step without it; same model, same batches.
-* fisher: Fisher tokens/s (`e2wm.train.fisher.compute_fisher`, one backward per sample) over plain
-          LoRA forward+backward tokens/s; same model, sequence length and micro-batch.
+* fisher: Fisher tokens/s (`e2wm.train.fisher.compute_fisher`) by method (batch: one backward per
+          micro-batch, the default; loop: one backward per sample) over plain LoRA forward+backward
+          tokens/s, with each one's peak memory; same model, sequence length and micro-batch (8).
 """
 from __future__ import annotations
 
+import os
 import statistics
 import time
 
@@ -57,31 +59,91 @@ def run_ewc(steps: int = 30, hidden: int = 256, layers: int = 4, heads: int = 4,
             "lora_layers": len(fisher), "threads": torch.get_num_threads()}
 
 
-def run_fisher(samples: int = 32, hidden: int = 256, layers: int = 4, heads: int = 4,
-               seq: int = 128, micro_batch: int = 4, seed: int = 0) -> dict:
-    from e2wm.train.fisher import compute_fisher
-    from e2wm.train.model import byte_tokenizer
+def _peak_mib(fn) -> tuple[float, float]:
+    """(seconds, peak memory in MiB above the start) of `fn()`: the accelerator's allocator peak on a
+    GPU; on CPU the process's resident set, sampled every millisecond."""
+    import threading
 
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        t = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        return time.perf_counter() - t, (torch.cuda.max_memory_allocated() - base) / 2**20
+
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    try:   # hand freed heap back to the OS first, so that what fn allocates shows in the resident set
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    base, peak, done = rss(), [0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss())
+            time.sleep(0.001)
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    t = time.perf_counter()
+    fn()
+    elapsed = time.perf_counter() - t
+    done.set()
+    th.join()
+    return elapsed, max(peak[0] - base, 0) / 2**20
+
+
+def run_fisher(samples: int = 64, hidden: int = 256, layers: int = 4, heads: int = 4,
+               seq: int = 128, micro_batch: int = 8, seed: int = 0, repeats: int = 2,
+               model_spec: str | None = None, precision: str = "fp32") -> dict:
+    """Fisher tokens/s by method (batch: the default; loop: one backward per sample) over plain LoRA
+    forward+backward tokens/s, same model, lengths and micro-batch, on the accelerator's device; the
+    best of `repeats` rounds, contenders interleaved. `model_spec` (e.g. shape:gpt-neo-1.3b) replaces
+    the default Llama (hidden 256, 4 layers, byte tokens)."""
+    from e2wm.train.dist import device as accel_device
+    from e2wm.train.fisher import compute_fisher
+    from e2wm.train.model import byte_tokenizer, load_model, load_tokenizer
+
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+    dev = accel_device()
     rng = torch.Generator().manual_seed(seed)
     codes = torch.randint(32, 127, (samples, seq), generator=rng)   # printable ASCII: 1 byte = 1 token
     texts = ["".join(map(chr, row.tolist())) for row in codes]
-    tok = byte_tokenizer()
-    model = _model(hidden, layers, heads, len(tok), seed)
-    # plain LoRA forward+backward, same model, lengths and micro-batch; tokens counted as Fisher counts them
-    ids = torch.tensor(tok(texts)["input_ids"])
-    compute_fisher(model, texts[:micro_batch], tok, max_length=seq, micro_batch=micro_batch)   # warm-up
-    t, tokens = time.perf_counter(), 0
-    for i in range(0, samples, micro_batch):
-        b = ids[i:i + micro_batch]
-        model(input_ids=b, labels=b).loss.backward()
-        tokens += b.shape[0] * (seq - 1)
-    plain_s = time.perf_counter() - t
-    model.zero_grad(set_to_none=True)
-    t = time.perf_counter()
-    _, meta = compute_fisher(model, texts, tok, max_length=seq, micro_batch=micro_batch)
-    fisher_s = time.perf_counter() - t
-    f_tps, p_tps = int(meta["tokens"]) / fisher_s, tokens / plain_s
-    return {"bench": "fisher", "ratio": f_tps / p_tps, "fisher_tokens_per_s": f_tps,
-            "plain_tokens_per_s": p_tps, "samples": samples, "seq": seq, "micro_batch": micro_batch,
-            "hidden": hidden, "layers": layers, "fisher_modules": "lora-targets",
-            "threads": torch.get_num_threads()}
+    if model_spec is None:
+        tok = byte_tokenizer()
+        model = _model(hidden, layers, heads, len(tok), seed).to(dev, dtype)
+    else:
+        tok = load_tokenizer(model_spec, field="--model")
+        model = add_lora(load_model(model_spec, dtype, field="--model")).to(dev).eval()
+    ids = torch.tensor(tok(texts, truncation=True, max_length=seq)["input_ids"], device=dev)
+    tokens = samples * (ids.shape[1] - 1)   # counted as the Fisher counts them
+
+    def plain():
+        for i in range(0, samples, micro_batch):
+            b = ids[i:i + micro_batch]
+            model(input_ids=b, labels=b).loss.backward()
+        model.zero_grad(set_to_none=True)
+
+    def fisher(method):
+        return lambda: compute_fisher(model, texts, tok, max_length=seq, micro_batch=micro_batch, method=method)
+
+    contenders = {"plain": plain, "batch": fisher("batch"), "loop": fisher("loop")}
+    for fn in contenders.values():   # warm-up
+        compute_fisher(model, texts[:micro_batch], tok, max_length=seq, micro_batch=micro_batch)
+    best = {k: (float("inf"), 0.0) for k in contenders}
+    for _ in range(repeats):
+        for k, fn in contenders.items():
+            s, mib = _peak_mib(fn)
+            best[k] = (min(best[k][0], s), max(best[k][1], mib))
+    tps = {k: tokens / s for k, (s, _) in best.items()}
+    return {"bench": "fisher", "ratio": tps["batch"] / tps["plain"], "ratio_loop": tps["loop"] / tps["plain"],
+            "fisher_tokens_per_s": tps["batch"], "loop_tokens_per_s": tps["loop"],
+            "plain_tokens_per_s": tps["plain"],
+            "peak_mib": {k: round(m, 1) for k, (_, m) in best.items()},
+            "device": str(dev), "model": model_spec or f"llama hidden {hidden}, {layers} layers",
+            "precision": precision, "samples": samples, "seq": seq, "micro_batch": micro_batch,
+            "fisher_modules": "lora-targets", "threads": torch.get_num_threads()}

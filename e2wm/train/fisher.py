@@ -1,15 +1,20 @@
 """Per-sample empirical Fisher diagonal of base weights: single process or DeepSpeed ZeRO-0/2/3.
 
 F[w] = (1/N) * sum_i (d loss_i / d w)^2, where loss_i is the mean next-token cross-entropy of
-sample i over its own tokens. Each sample gets its own backward pass, so the result does not
-depend on the micro-batch size (the micro-batch only shares the forward pass).
+sample i over its own tokens. Two methods give the same F (to float rounding), whatever the
+micro-batch:
+* batch (default): linear weights get their per-sample squares from one forward and one backward
+  per micro-batch (`e2wm.train.per_sample`); other covered parameters (embeddings, norms, a tied
+  lm_head) take the loop path below.
+* loop (the reference): each sample gets its own backward pass (the micro-batch shares the forward,
+  except under ZeRO-3, where each sample also gets its own forward).
 
 Distributed reduction (rank r processes texts[r::world]):
 * ZeRO-0/2 (parameters replicated): each rank sums its own squares over the full tensor;
   one all_reduce(SUM) at the end. Every rank then holds the full F.
-* ZeRO-3 (parameters partitioned): in a post-accumulate-grad hook each rank squares its
-  per-sample gradient, pads it to world * ds_tensor.numel() and reduce-scatters (SUM), keeping
-  only its own partition (shaped like p.ds_tensor), so F memory per rank is about 1/world.
+* ZeRO-3 (parameters partitioned): each rank's sum of squares of a weight (per micro-batch under
+  batch, per sample under loop) is padded to world * ds_tensor.numel() and reduce-scattered (SUM),
+  keeping only its own partition (shaped like p.ds_tensor), so F memory per rank is about 1/world.
 All accumulation is fp32, on the rank's device. Checkpoints record the position in samples, so a
 run resumed with another micro-batch continues exactly where the last one stopped.
 """
@@ -61,19 +66,21 @@ def select_base_params(model, modules: str = "lora-targets", targets=("q_proj", 
 
 
 class _SquareSum:
-    """Post-accumulate-grad hooks that add grad**2 into fp32 sums (full, or a ZeRO-3 partition)."""
+    """fp32 sums of squared per-sample gradients (full, or a ZeRO-3 partition), fed by `add`; with
+    `hooked`, post-accumulate-grad hooks add grad**2 of those parameters (the per-sample path)."""
 
-    def __init__(self, params: dict, partitioned: bool, world: int, device):
+    def __init__(self, params: dict, partitioned: bool, world: int, device, hooked: dict | None = None):
         self.params, self.partitioned, self.world = params, partitioned, world
+        self.hooked = params if hooked is None else hooked
         self.sums = {n: torch.zeros(p.ds_tensor.numel() if partitioned else p.numel(), device=device,
                                     dtype=torch.float32) for n, p in params.items()}
-        self._names = {id(p): n for n, p in params.items()}
+        self._names = {id(p): n for n, p in self.hooked.items()}
         self._handles, self.scale = [], 1.0
 
-    def _hook(self, p) -> None:
-        sq = p.grad.detach().float().pow(2).reshape(-1) * self.scale  # scale 0 = padding sample
-        p.grad = None  # one full gradient alive at a time
-        acc = self.sums[self._names[id(p)]]
+    def add(self, name: str, sq: torch.Tensor) -> None:
+        """Add a flat fp32 sum of squares of the full weight: into the sum, or (ZeRO-3) reduce-scattered
+        into this rank's partition of it."""
+        acc = self.sums[name]
         if not self.partitioned:
             acc += sq
             return
@@ -86,33 +93,43 @@ class _SquareSum:
         dist.reduce_scatter_tensor(part, sq, op=dist.ReduceOp.SUM)
         acc += part
 
+    def _hook(self, p) -> None:
+        sq = p.grad.detach().float().pow(2).reshape(-1) * self.scale  # scale 0 = padding sample
+        p.grad = None  # one full gradient alive at a time
+        self.add(self._names[id(p)], sq)
+
     def __enter__(self):
-        for p in self.params.values():
-            p.requires_grad_(True)  # frozen base weights need grads only for the Fisher
+        for p in self.hooked.values():
+            p.requires_grad_(True)  # frozen base weights need grads only for the per-sample path
             self._handles.append(p.register_post_accumulate_grad_hook(self._hook))
         return self
 
     def __exit__(self, *exc):
         for h in self._handles:
             h.remove()
-        for p in self.params.values():
+        for p in self.hooked.values():
             p.requires_grad_(False)
             p.grad = None
         self._handles = []
 
 
-def _per_sample_losses(forward, batch: list[list[int]], device) -> list[torch.Tensor]:
-    """Mean next-token CE per sample over its own (non-pad) tokens, from one padded forward."""
+def _padded(batch: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask) of a right-padded batch."""
     width = max(len(s) for s in batch)
     ids = torch.zeros(len(batch), width, dtype=torch.long, device=device)
     mask = torch.zeros(len(batch), width, dtype=torch.long, device=device)
     for i, s in enumerate(batch):
         ids[i, :len(s)] = torch.tensor(s, dtype=torch.long, device=device)
         mask[i, :len(s)] = 1
+    return ids, mask
+
+
+def _per_sample_losses(forward, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean next-token CE per sample over its own (non-pad) tokens, from one padded forward."""
     logits = forward(input_ids=ids, attention_mask=mask).logits.float()
     ce = F_.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")
     m = mask[:, 1:].float()
-    return list((ce * m).sum(1) / m.sum(1))
+    return (ce * m).sum(1) / m.sum(1)
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -166,13 +183,25 @@ def _save_checkpoint(out_dir, rank: int, world: int, position: int, samples: int
 
 # ---------------------------------------------------------------- main loop
 
-def _accumulate(forward, params: dict, local: list[list[int]], length: int, micro_batch: int, device, *,
-                partitioned: bool, rank: int, world: int, out_dir=None, fingerprint: str = "",
-                checkpoint_every: int = 0, stop_after: int | None = None, barrier=lambda: None,
-                batched_forward: bool = True):
+METHODS = ("batch", "loop")
+
+
+def _accumulate(forward, model, params: dict, local: list[list[int]], length: int, micro_batch: int, device, *,
+                partitioned: bool, rank: int, world: int, method: str = "batch", out_dir=None,
+                fingerprint: str = "", checkpoint_every: int = 0, stop_after: int | None = None,
+                barrier=lambda: None, batched_forward: bool = True):
     """Walk positions 0..length of this rank's samples, micro_batch at a time. Every rank walks the
-    same `length`, padding with zero-weight samples, so the ZeRO-3 collectives line up."""
-    acc = _SquareSum(params, partitioned, world, device)
+    same `length`, padding with zero-weight samples, so the ZeRO-3 collectives line up.
+
+    method "batch": linear weights get their squares from one forward and one backward per
+    micro-batch (`e2wm.train.per_sample`); any other covered parameter, and every one under
+    "loop", gets one backward per sample."""
+    from e2wm.train.per_sample import EmbeddingLeaf, LinearSquares, split_linear
+
+    if method not in METHODS:
+        raise E2WMError(f"fisher: method={method!r}: must be one of {', '.join(METHODS)}")
+    linear, looped = split_linear(model, params) if method == "batch" else ({}, params)
+    acc = _SquareSum(params, partitioned, world, device, hooked=looped)
     pos, samples, tokens = 0, 0, 0
     if out_dir is not None and checkpoint_every:
         got = _load_checkpoint(out_dir, rank, fingerprint, device, acc.sums)
@@ -181,20 +210,29 @@ def _accumulate(forward, params: dict, local: list[list[int]], length: int, micr
             acc.sums = {n: sums[n].clone() for n in acc.sums}
     every = max(1, math.ceil(checkpoint_every / world)) if checkpoint_every else 0   # in local positions
     filler = local[0] if local else [1, 2]  # any 2-token sample; its gradient is scaled to 0
-    with acc:
+    with acc, LinearSquares(linear, acc.add) as lin, EmbeddingLeaf(model) as leaf:
         while pos < length:
             real = local[pos:pos + micro_batch]
             batch = real + [filler] * (micro_batch - len(real))
-            # ZeRO-3 releases gathered params after a backward, so a shared graph cannot be re-walked:
-            # there each sample gets its own forward; otherwise one padded forward serves the batch
-            groups = [batch] if batched_forward else [[s] for s in batch]
-            i = 0
-            for group in groups:
-                losses = _per_sample_losses(forward, group, device)
-                for j, loss in enumerate(losses):
-                    acc.scale = 1.0 if i < len(real) else 0.0
-                    loss.backward(inputs=list(params.values()), retain_graph=j < len(losses) - 1)
-                    i += 1
+            weight = torch.tensor([1.0] * len(real) + [0.0] * (len(batch) - len(real)), device=device)
+            if linear:   # one forward, one backward (to the embeddings' output) for the whole batch
+                ids, mask = _padded(batch, device)
+                lin.start(mask)
+                leaf.armed = True
+                losses = _per_sample_losses(forward, ids, mask)
+                torch.autograd.backward((losses * weight).sum(), inputs=[leaf.take()])
+                lin.stop()
+            if looped:
+                # ZeRO-3 releases gathered params after a backward, so a shared graph cannot be re-walked:
+                # there each sample gets its own forward; otherwise one padded forward serves the batch
+                groups = [batch] if batched_forward else [[s] for s in batch]
+                i = 0
+                for group in groups:
+                    losses = _per_sample_losses(forward, *_padded(group, device))
+                    for j, loss in enumerate(losses):
+                        acc.scale = weight[i].item()
+                        loss.backward(inputs=list(looped.values()), retain_graph=j < len(losses) - 1)
+                        i += 1
             samples += len(real)
             tokens += sum(len(s) - 1 for s in real)
             before, pos = pos, min(pos + micro_batch, length)
@@ -205,10 +243,11 @@ def _accumulate(forward, params: dict, local: list[list[int]], length: int, micr
     return acc.sums, samples, tokens
 
 
-def _metadata(model_name: str, texts, modules: str, max_length: int, zero_stage, world: int) -> dict:
+def _metadata(model_name: str, texts, modules: str, max_length: int, zero_stage, world: int,
+              method: str) -> dict:
     from e2wm.train.corpus import corpus_hash
     return {"model": model_name, "corpus_sha256": corpus_hash(texts), "modules": modules,
-            "max_length": max_length, "zero_stage": zero_stage, "world_size": world}
+            "max_length": max_length, "zero_stage": zero_stage, "world_size": world, "method": method}
 
 
 def _fingerprint(meta: dict, params: dict) -> str:
@@ -228,7 +267,7 @@ def _finished(n: int, bad: str | None) -> None:
 
 
 def compute_fisher(model, texts: list[str], tokenizer, *, max_length: int = 256, micro_batch: int = 1,
-                   modules: str = "lora-targets", out_dir=None, checkpoint_every: int = 0,
+                   modules: str = "lora-targets", method: str = "batch", out_dir=None, checkpoint_every: int = 0,
                    stop_after: int | None = None, model_name: str = "model"):
     """Single-process Fisher on the model's device; returns ({base name: F}, metadata). Saves to out_dir."""
     seqs = [s for s in encode(texts, tokenizer, max_length) if len(s) >= 2]
@@ -236,10 +275,10 @@ def compute_fisher(model, texts: list[str], tokenizer, *, max_length: int = 256,
         raise E2WMError("no sample has 2 or more tokens; nothing to predict")
     params = select_base_params(model, modules)
     device = next(model.parameters()).device
-    meta = _metadata(model_name, texts, modules, max_length, "none", 1)
+    meta = _metadata(model_name, texts, modules, max_length, "none", 1, method)
     model.eval()  # no dropout: per-sample gradients must be deterministic
-    sums, n, tok = _accumulate(model, params, seqs, len(seqs), micro_batch, device, partitioned=False,
-                               rank=0, world=1, out_dir=out_dir, fingerprint=_fingerprint(meta, params),
+    sums, n, tok = _accumulate(model, model, params, seqs, len(seqs), micro_batch, device, partitioned=False,
+                               rank=0, world=1, method=method, out_dir=out_dir, fingerprint=_fingerprint(meta, params),
                                checkpoint_every=checkpoint_every, stop_after=stop_after)
     _finished(n, None)
     fisher = {k: (sums[k] / n).view(p.shape) for k, p in params.items()}
@@ -251,7 +290,7 @@ def compute_fisher(model, texts: list[str], tokenizer, *, max_length: int = 256,
 
 
 def compute_fisher_deepspeed(engine, texts: list[str], tokenizer, *, zero_stage: int, max_length: int = 256,
-                             micro_batch: int = 1, modules: str = "lora-targets", out_dir=None,
+                             micro_batch: int = 1, modules: str = "lora-targets", method: str = "batch", out_dir=None,
                              checkpoint_every: int = 0, stop_after: int | None = None,
                              model_name: str = "model", consolidate: bool = True):
     """Fisher inside an initialised DeepSpeed engine; rank r uses texts[r::world].
@@ -267,12 +306,13 @@ def compute_fisher_deepspeed(engine, texts: list[str], tokenizer, *, zero_stage:
     local = seqs[rank::world]
     params = select_base_params(engine.module, modules)
     partitioned = zero_stage == 3
-    meta = _metadata(model_name, texts, modules, max_length, zero_stage, world)
+    meta = _metadata(model_name, texts, modules, max_length, zero_stage, world, method)
     engine.module.eval()
     # replicated params: call the bare module, since the engine's forward insists on engine.backward()
     forward = engine if partitioned else engine.module
-    sums, n, tok = _accumulate(forward, params, local, math.ceil(len(seqs) / world), micro_batch, device,
-                               partitioned=partitioned, rank=rank, world=world, out_dir=out_dir,
+    sums, n, tok = _accumulate(forward, engine.module, params, local, math.ceil(len(seqs) / world), micro_batch,
+                               device, partitioned=partitioned, rank=rank, world=world, method=method,
+                               out_dir=out_dir,
                                fingerprint=_fingerprint(meta, params), checkpoint_every=checkpoint_every,
                                stop_after=stop_after, barrier=dist.barrier, batched_forward=not partitioned)
     counts = torch.tensor([n, tok], dtype=torch.float64, device=device)
@@ -325,7 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-length", type=bounded(2, MAX_LENGTH), default=256)
     ap.add_argument("--modules", choices=["lora-targets", "all"], default="lora-targets")
     ap.add_argument("--lora-targets", default=None, help="comma-separated module names (default: per architecture)")
-    ap.add_argument("--micro-batch", type=bounded(1, 4096), default=1)
+    ap.add_argument("--micro-batch", type=bounded(1, 4096), default=8)
+    ap.add_argument("--method", choices=METHODS, default="batch",
+                    help="batch: linear weights' per-sample squares from one backward per micro-batch (default); "
+                         "loop: one backward per sample (the reference)")
     ap.add_argument("--zero-stage", type=int, choices=[0, 2, 3], default=None,
                     help="DeepSpeed ZeRO stage (default: plain single process, or 0 under a launcher)")
     ap.add_argument("--checkpoint-every", type=bounded(0, 10**9), default=0,
@@ -372,7 +415,7 @@ def main_fisher(argv=None) -> int:
     targets = _targets(a.lora_targets)
     texts = load_texts(a.corpus, a.max_samples)
     tok = load_tokenizer(a.model, field="--model")
-    kw = dict(max_length=a.max_length, micro_batch=a.micro_batch, modules=a.modules,
+    kw = dict(max_length=a.max_length, micro_batch=a.micro_batch, modules=a.modules, method=a.method,
               out_dir=a.out, checkpoint_every=a.checkpoint_every, stop_after=a.stop_after, model_name=a.model)
     if a.zero_stage is None and not edist.is_distributed_env():
         model = add_lora(load_model(a.model, field="--model"), targets=targets,

@@ -40,12 +40,13 @@ def rows(tmp_path_factory):
 def fisher(tmp_path_factory):
     out = tmp_path_factory.mktemp("fisher")
     _run(edist.torchrun_cmd(_gpus(), edist.free_port(), "e2wm.train.fisher", [
-        "--model", "tiny", "--max-samples", "16", "--max-length", "128", "--zero-stage", "3", "--out", str(out)]))
-    return out
+        "--model", "tiny", "--max-samples", "16", "--max-length", "128", "--zero-stage", "3", "--method", "loop",
+        "--out", str(out)]))
+    return out   # the reference: one backward per sample
 
 
 @pytest.mark.parametrize("stage", [2, 3])
-def test_fisher_on_gpu_matches_one_process(tmp_path, stage, fisher):
+def test_fisher_batch_method_on_gpu_matches_the_loop(tmp_path, stage, fisher):
     from e2wm.train.fisher_io import load_fisher
     _run(edist.torchrun_cmd(_gpus(), edist.free_port(), "e2wm.train.fisher", [
         "--model", "tiny", "--max-samples", "16", "--max-length", "128", "--zero-stage", str(stage),

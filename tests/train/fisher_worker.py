@@ -1,7 +1,9 @@
-"""Run by tests under torchrun: several `e2wm fisher` runs (ZeRO stages, interrupt + resume with another
-micro-batch) in one process group.
+"""Run by tests under torchrun: several `e2wm fisher` runs in one process group: each ZeRO stage at
+micro-batch 1, 4 and 8 (the default batch method), the loop method at ZeRO-3, and an interrupted ZeRO-3
+run resumed with the same micro-batch and with another.
 
-usage: fisher_worker.py ROOT STAGES [fisher args...]; writes ROOT/z{stage}/ and ROOT/resume/.
+usage: fisher_worker.py ROOT STAGES [fisher args...]; writes ROOT/z{stage}-mb{1,4,8}/, ROOT/z3-loop/,
+ROOT/resume-same/ and ROOT/resume-other/.
 """
 import sys
 
@@ -13,15 +15,17 @@ def main() -> int:
     root, stages, rest = sys.argv[1], sys.argv[2], [a for a in sys.argv[3:] if not a.startswith("--local")]
     edist.init_distributed()  # one group for all runs: re-initialising per run costs seconds
     for st in stages.split(","):
-        main_fisher([*rest, "--zero-stage", st, "--out", f"{root}/z{st}"])
-    try:  # interrupted ZeRO-3 run, then the same command again resumes from the checkpoint
-        main_fisher([*rest, "--zero-stage", "3", "--out", f"{root}/resume", "--checkpoint-every", "2",
-                     "--stop-after", "3"])
-        raise SystemExit("stop-after did not interrupt the run")
-    except FisherInterrupted:
-        pass
-    # resumed with another micro-batch: the checkpoint counts samples, so it continues where it stopped
-    main_fisher([*rest, "--zero-stage", "3", "--out", f"{root}/resume", "--checkpoint-every", "2", "--micro-batch", "3"])
+        for mb in ("1", "4", "8"):
+            main_fisher([*rest, "--zero-stage", st, "--micro-batch", mb, "--out", f"{root}/z{st}-mb{mb}"])
+    main_fisher([*rest, "--zero-stage", "3", "--method", "loop", "--out", f"{root}/z3-loop"])
+    for name, again in (("same", "4"), ("other", "3")):
+        run = [*rest, "--zero-stage", "3", "--out", f"{root}/resume-{name}", "--checkpoint-every", "2"]
+        try:  # interrupted at micro-batch 4; the same command (or another micro-batch) resumes it
+            main_fisher([*run, "--micro-batch", "4", "--stop-after", "3"])
+            raise SystemExit("stop-after did not interrupt the run")
+        except FisherInterrupted:
+            pass
+        main_fisher([*run, "--micro-batch", again])
     edist.shutdown()
     return 0
 

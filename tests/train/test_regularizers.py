@@ -201,9 +201,10 @@ def test_ewc_lora_zero_stages_match_single_process(tmp_path):
 def test_bench_smoke():
     from e2wm.bench.regularizers import run_ewc, run_fisher
     ewc = run_ewc(steps=4, hidden=32, layers=1, vocab=128, seq=16, batch=2, warmup=1)
-    fisher = run_fisher(samples=4, hidden=32, layers=1, seq=16, micro_batch=2)
+    fisher = run_fisher(samples=4, hidden=32, layers=1, seq=16, micro_batch=2, repeats=1)
     assert ewc["bench"] == "ewc" and fisher["bench"] == "fisher"
-    assert ewc["ratio"] > 0 and fisher["ratio"] > 0
+    assert ewc["ratio"] > 0 and fisher["ratio"] > 0 and fisher["ratio_loop"] > 0
+    assert set(fisher["peak_mib"]) == {"plain", "batch", "loop"}
 
 
 @pytest.mark.slow
