@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Submit `e2wm collect` as a Ray job to an existing Ray cluster, uploading this checkout.
+# (The whole pipeline as one job: launch/ray_pipeline_submit.sh.)
 #
 # Usage:  [RAY_ADDRESS=http://HEAD:8265] [OUT=/shared/...] launch/ray_job_submit.sh [COLLECT ARGS...]
 # e.g.    OUT=/shared/e2wm/run1 launch/ray_job_submit.sh --workers 64 --plans 20000 --explorations 20000
@@ -20,7 +21,7 @@
 set -euo pipefail
 
 case "${1:-}" in
-  -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; exit 0 ;;
 esac
 
 # working_dir in runtime_env.yaml is relative to the current directory: the repository root.
