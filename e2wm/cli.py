@@ -149,6 +149,24 @@ def _parser() -> Parser:
     mg.add_argument("--force", action="store_true", help="replace a non-empty directory that is not an export")
     mg.set_defaults(func=_merge)
 
+    pp = sub.add_parser("pipeline", help="world model to report in one command: collect, data, model, fisher, "
+                        "train, eval, report (resumable)")
+    pp.add_argument("--preset", default=None, help="quickstart (default: a tiny CPU demo), table2-mini, "
+                    "gpt-neo-1.3b, gpt-j-6b, llama-13b")
+    pp.add_argument("--config", default=None, help="a pipeline YAML instead of a preset")
+    pp.add_argument("--out", default=None, help="output directory (default: the preset's)")
+    pp.add_argument("--stages", default=None, help="comma-separated subset, e.g. collect,data (default: all)")
+    pp.add_argument("--launcher", choices=("local", "deepspeed", "ray"), default=None,
+                    help="how the fisher and train stages get their ranks (default: the preset's)")
+    pp.add_argument("--workers", type=bounded(1, 4096), default=None, help="ranks of the fisher and train stages")
+    pp.add_argument("--gpus", action="store_true", help="one GPU per rank")
+    pp.add_argument("--address", default=None, help="Ray: local, auto or HOST:PORT")
+    pp.add_argument("--model", default=None, help="the base model: a local directory (e.g. a copy of the "
+                    "paper's model), a hub id or shape:NAME")
+    pp.add_argument("--force", action="store_true", help="write into a non-empty folder that is not a pipeline's")
+    _add_set_flag(pp, "train.optim.lr=1e-4")
+    pp.set_defaults(func=_pipeline, config_flags=[])
+
     bench = sub.add_parser("bench", help="benchmarks, contenders side by side").add_subparsers(metavar="WHAT",
                                                                                    required=True)
     b = bench.add_parser("world", help="e2wm's engine vs the official executor")
@@ -309,6 +327,22 @@ def _job_config(cls, args, preset: str, flags: dict | None = None, sets=()):
     if given or sets:   # the bad value may come from the command line, not the file
         where += " + command line"
     return cls.from_dict(data, where)
+
+
+def _pipeline(args) -> int:
+    from e2wm.pipeline.config import STAGES, PipelineConfig
+    from e2wm.pipeline.run import pipeline
+    flags = {k: v for k, v in (("out", args.out), ("launcher", args.launcher), ("workers", args.workers),
+                               ("address", args.address)) if v is not None}
+    if args.gpus:
+        flags["gpus"] = True
+    sets = [f"model.base={args.model}"] if args.model else []
+    if args.preset is None and args.config is None:
+        args.preset = "quickstart"
+    cfg = _job_config(PipelineConfig, args, "pipeline.yaml", flags, sets)
+    stages = tuple(s.strip() for s in args.stages.split(",")) if args.stages else STAGES
+    pipeline(cfg, stages, force=args.force)
+    return 0
 
 
 def _fisher(args) -> int:

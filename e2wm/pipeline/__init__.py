@@ -1,0 +1,1 @@
+"""`e2wm pipeline`: the whole method in one command (see e2wm.pipeline.run)."""

@@ -1,0 +1,74 @@
+"""`e2wm pipeline --preset quickstart` at a reduced size, end to end on CPU: every stage, the report with its
+charts, a rerun that skips what is done, a changed config refused, and a killed run that continues."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from e2wm.cli import main
+from e2wm.train import dist as edist
+
+ROOT = Path(__file__).resolve().parents[2]
+REDUCED = [f"--set={s}" for s in (
+    "collect.plans=48", "collect.explorations=24", "collect.stories=24", "collect.scenes=8",
+    "collect.mcts.simulations=400", "model.pretrain_steps=10", "fisher.max_samples=16", "fisher.max_length=64",
+    "fisher.checkpoint_every=8", "train.optim.max_steps=4", "train.checkpoint.every=2", "eval.limit=2",
+    "eval.max_new_tokens=8", "eval.num_beams=1", "eval.ppl_max_length=64")]
+
+
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quickstart") / "run"
+    assert main(["pipeline", "--out", str(out), *REDUCED]) == 0
+    return out
+
+
+def test_quickstart_runs_every_stage_to_the_report(quickstart):
+    state = json.loads((quickstart / "pipeline.json").read_text())["stages"]
+    assert list(state) == ["collect", "data", "model", "fisher", "train", "eval", "report"]
+    assert all(s["done"] for s in state.values())
+    md = (quickstart / "report" / "report.md").read_text()
+    assert md.startswith("> quickstart: a tiny model") and "| suite | metric | base | lora | ewc_lora |" in md
+    assert "perplexity (lower is better)" in md
+    for png in ("mc.png", "gen.png"):
+        assert (quickstart / "report" / png).read_bytes()[:4] == b"\x89PNG"
+    for run in ("lora", "ewc_lora"):
+        assert (quickstart / "train" / run / "adapter" / "adapter_config.json").is_file()
+    meta = json.loads((quickstart / "eval" / "ewc_lora" / "results.json").read_text())
+    assert meta["adapter"].endswith("ewc_lora/adapter") and meta["perplexity"]["fisher"].startswith("disjoint")
+
+
+def test_a_rerun_skips_finished_stages_and_a_changed_stage_is_refused(quickstart, capsys, cli_error):
+    before = (quickstart / "report" / "report.md").stat().st_mtime_ns
+    assert main(["pipeline", "--out", str(quickstart), *REDUCED]) == 0
+    assert capsys.readouterr().out.count("done earlier, skipped") == 7
+    assert (quickstart / "report" / "report.md").stat().st_mtime_ns == before
+    cli_error(["pipeline", "--out", quickstart, *REDUCED, "--set", "train.optim.lr=1e-3"],
+              ["stage train: finished", "another config"])
+    cli_error(["pipeline", "--out", quickstart, *REDUCED, "--set", "collect.seed=5"], "stage collect: finished")
+
+
+def test_a_killed_pipeline_continues_where_it_stopped(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["pipeline", "--out", str(out), *REDUCED, "--set=train.optim.max_steps=8"]
+    env = edist.cpu_env({"PYTHONPATH": str(ROOT)})
+    p = subprocess.Popen([sys.executable, "-m", "e2wm.cli", *args], env=env, cwd=tmp_path, start_new_session=True,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpts = out / "train" / "lora" / "checkpoints"
+    deadline = time.monotonic() + 600
+    while not (ckpts.is_dir() and any(ckpts.glob("step-*"))):   # killed inside the train stage
+        assert p.poll() is None and time.monotonic() < deadline, "the pipeline ended before its first checkpoint"
+        time.sleep(0.2)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    state = json.loads((out / "pipeline.json").read_text())["stages"]
+    assert state["fisher"]["done"] and not state["train"]["done"]
+    assert main(args) == 0
+    log = capsys.readouterr().out
+    assert log.count("done earlier, skipped") == 4                 # collect, data, model, fisher
+    assert "(resumed from " in log and (out / "report" / "report.md").is_file()
