@@ -46,7 +46,9 @@ def guarded(entry) -> int:
     try:
         return entry() or 0
     except E2WMError as e:
-        if os.environ.get("RANK", "0") == "0":   # every rank fails alike; one line is enough
+        # every rank fails alike, so one line is enough; but a rank that exits first can get rank 0 killed
+        # before it prints, so a launcher that reads every rank's output (e2wm.pipeline.launch) asks for all
+        if os.environ.get("RANK", "0") == "0" or os.environ.get("E2WM_ERRORS_ON_EVERY_RANK") == "1":
             print(f"e2wm: error: {e}", file=sys.stderr)
         return 2
 
