@@ -1,4 +1,4 @@
-"""Run one GPU stage (`e2wm fisher`, `e2wm train`) on N ranks: in this process, under a launcher on this
+"""Run one GPU stage (`e2wm fisher`, `e2wm train`, `e2wm eval`) on N ranks: in this process, under a launcher on this
 machine, or as Ray Train workers on a Ray cluster.
 
 Whatever starts the ranks, each runs the same entry point with the same argv and joins the process group it
@@ -19,8 +19,9 @@ import threading
 
 from e2wm.errors import E2WMError
 
-ENTRIES = {"fisher": "e2wm.train.fisher", "train": "e2wm.train"}   # stage -> module run as `-m MODULE`
-_MAINS = {"fisher": ("e2wm.train.fisher", "main_fisher"), "train": ("e2wm.train.__main__", "main")}
+ENTRIES = {"fisher": "e2wm.train.fisher", "train": "e2wm.train", "eval": "e2wm.eval"}   # stage -> `-m MODULE`
+_MAINS = {"fisher": ("e2wm.train.fisher", "main_fisher"), "train": ("e2wm.train.__main__", "main"),
+          "eval": ("e2wm.eval.__main__", "main")}
 LAUNCHERS = ("local", "deepspeed", "ray")
 # what a world of 1 started in-process leaves in os.environ (e2wm.train.dist.init_distributed)
 _GROUP_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")

@@ -157,7 +157,6 @@ def _train(cfg: PipelineConfig, out: Path, log) -> dict:
 
 
 def _eval(cfg: PipelineConfig, out: Path, log) -> dict:
-    from e2wm.eval.harness import evaluate
     todo = [("base", model_path(cfg, out), None)]
     for name in cfg.runs:
         tc = cfg.train_config(name, str(out), model_path(cfg, out))
@@ -166,8 +165,26 @@ def _eval(cfg: PipelineConfig, out: Path, log) -> dict:
                     else (name, str(run / "model"), None))
     for name, model, adapter in todo:
         log(f"  evaluating {name}")
-        evaluate(cfg.eval_config(str(out), model, adapter, name), log=lambda *a: log("  " + " ".join(map(str, a))))
+        ec = cfg.eval_config(str(out), model, adapter, name)
+        if cfg.launcher == "local":   # in this process
+            from e2wm.eval.harness import evaluate
+            evaluate(ec, log=lambda *a: log("  " + " ".join(map(str, a))))
+        else:                         # data-parallel over the stage's ranks
+            from e2wm.pipeline.launch import run_stage
+            run_stage("eval", eval_argv(ec), launcher=cfg.launcher, workers=cfg.workers, use_gpu=cfg.gpus,
+                      address=cfg.address, log=log)
     return {}
+
+
+def eval_argv(ec) -> list[str]:
+    """The `e2wm eval` command line of an EvalConfig (its scalar fields are the command's flags)."""
+    import dataclasses
+    argv = ["--suites", *ec.suites] + (["--only", *ec.only] if ec.only else [])
+    for f in dataclasses.fields(ec):
+        v = getattr(ec, f.name)
+        if f.name not in ("suites", "only") and v is not None:
+            argv += [f"--{f.name.replace('_', '-')}", str(v)]
+    return argv
 
 
 def _report(cfg: PipelineConfig, out: Path, log) -> dict:
