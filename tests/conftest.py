@@ -96,3 +96,13 @@ def cli_error(capsys):
             assert str(n) in lines[0], f"{n!r} not named in: {lines[0]}"
         return lines[0]
     return check
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """The built-in tiny Llama and the byte tokenizer, saved as a model directory (HF loading path)."""
+    from e2wm.train.model import byte_tokenizer, tiny_causal_lm
+    d = tmp_path_factory.mktemp("tiny-model")
+    tiny_causal_lm().save_pretrained(str(d))
+    byte_tokenizer().save_pretrained(str(d))
+    return d

@@ -26,26 +26,17 @@ def ray_cluster():
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    from e2wm.train.model import byte_tokenizer, tiny_causal_lm
-    d = tmp_path_factory.mktemp("tiny-model")
-    tiny_causal_lm().save_pretrained(str(d))
-    byte_tokenizer().save_pretrained(str(d))
-    return d
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory, model_dir, built_dataset, ray_cluster):
+def runs(tmp_path_factory, tiny_model_dir, built_dataset, ray_cluster):
     """{launcher: run folder} after the Fisher and a 3-step ZeRO-2 EWC-LoRA training, 2 ranks each."""
     out = {}
     for launcher in RAY_LAUNCHERS:
         root = tmp_path_factory.mktemp(launcher)
-        run_stage("fisher", ["--model", model_dir, "--corpus", "builtin:pydoc", "--max-samples", "8",
+        run_stage("fisher", ["--model", tiny_model_dir, "--corpus", "builtin:pydoc", "--max-samples", "8",
                              "--max-length", "48", "--micro-batch", "2", "--zero-stage", "2",
                              "--out", root / "fisher"], launcher=launcher, workers=2, log=lambda line: None)
         cfg = root / "train.yaml"
         cfg.write_text(yaml.safe_dump({
-            "seed": 3, "out": str(root / "run"), "model": {"name_or_path": str(model_dir)},
+            "seed": 3, "out": str(root / "run"), "model": {"name_or_path": str(tiny_model_dir)},
             "lora": {"r": 8, "alpha": 32, "dropout": 0.0},
             "data": {"path": str(built_dataset), "max_length": 128},
             "optim": {"lr": 1e-2, "max_steps": 3, "global_batch_size": 4, "micro_batch_size": 2,

@@ -1,18 +1,8 @@
-"""Training fixtures: a tiny model saved like a hub model, a 2-rank ZeRO-3 Fisher of it, launch helpers."""
+"""Training fixtures: a 2-rank ZeRO-3 Fisher of the tiny model (tests/conftest.py saves it), launch helpers."""
 import pytest
 from train_helpers import PROBE, ROOT, TARGETS, ZERO3_JOBS, check, launch, with_
 
 from e2wm.train import dist as edist
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory):
-    """The built-in tiny Llama and the byte tokenizer, saved as a model directory (HF loading path)."""
-    from e2wm.train.model import byte_tokenizer, tiny_causal_lm
-    d = tmp_path_factory.mktemp("tiny-model")
-    tiny_causal_lm().save_pretrained(str(d))
-    byte_tokenizer().save_pretrained(str(d))
-    return d
 
 
 @pytest.fixture(scope="session")
