@@ -62,8 +62,7 @@ def pipeline(cfg: PipelineConfig, stages=STAGES, log=print, force: bool = False)
 def _hashes(cfg: PipelineConfig) -> dict[str, str]:
     """Each stage's hash covers its own section and the hashes of the stages before it."""
     c = to_plain(cfg)
-    own = {"collect": {k: v for k, v in c["collect"].items() if k not in ("out", "workers", "worker_cpus",
-                                                                          "max_in_flight", "address")},
+    own = {"collect": cfg.collect.job_dict(),   # what determines the episodes, not where or how fast
            "data": c["data"], "model": [c["model"], c["corpus"]],
            "fisher": [c["fisher"], c["corpus"]], "train": [c["train"], c["runs"]],
            "eval": [c["eval"], c["corpus"]], "report": []}
