@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from e2wm.cli import main
 from e2wm.train import dist as edist
@@ -85,3 +86,29 @@ def test_the_eval_stage_command_line_gives_back_its_config(tmp_path, monkeypatch
     monkeypatch.setattr(harness, "evaluate", lambda c, log=print: seen.append(c))
     from e2wm.eval.__main__ import main as eval_main
     assert eval_main(eval_argv(ec)) == 0 and seen == [ec]
+
+
+@pytest.mark.slow
+def test_launcher_ray_gives_the_adapter_of_launcher_deepspeed(quickstart, tmp_path, capsys):
+    """The fisher and train stages of the reduced quickstart as 2 Ray Train workers and as 2 torchrun ranks
+    (deepspeed launcher on CPU), from the same collection, data and base model: the same adapters."""
+    import shutil
+
+    from safetensors.torch import load_file
+    finished = json.loads((quickstart / "pipeline.json").read_text())["stages"]
+    adapters = {}
+    for launcher in ("ray", "deepspeed"):
+        out = tmp_path / launcher
+        out.mkdir()
+        for stage in ("collect", "data", "model"):
+            shutil.copytree(quickstart / stage, out / stage, symlinks=True)
+        (out / "pipeline.json").write_text(json.dumps({"stages": {s: finished[s] for s in ("collect", "data",
+                                                                                            "model")}}))
+        assert main(["pipeline", "--out", str(out), *REDUCED, "--stages", "collect,data,model,fisher,train",
+                     "--launcher", launcher, "--workers", "2"]) == 0
+        assert capsys.readouterr().out.count("done earlier, skipped") == 3
+        adapters[launcher] = {run: load_file(str(out / "train" / run / "adapter" / "adapter_model.safetensors"))
+                              for run in ("lora", "ewc_lora")}
+    for run, tensors in adapters["ray"].items():
+        other = adapters["deepspeed"][run]
+        assert tensors.keys() == other.keys() and all(torch.equal(tensors[k], other[k]) for k in tensors), run
