@@ -35,9 +35,16 @@ def pipeline(cfg: PipelineConfig, stages=STAGES, log=print, force: bool = False)
         if cfg.model.base != "local":
             from e2wm.train.model import check_model_spec
             check_model_spec(cfg.model.base, "model.base")
-    make_dir(out)
     state = State(out)
     hashes = _hashes(cfg)
+    # a stage to run whose config changed is refused; the others only need to have finished
+    done = {s: state.check(s, hashes[s]) if s in stages else state.finished(s, hashes[s]) for s in STAGES}
+    for i, stage in enumerate(STAGES):
+        missing = [s for s in STAGES[:i] if not done[s] and s not in stages]
+        if stage in stages and not done[stage] and missing:
+            raise E2WMError(f"stage {stage} needs stage(s) {', '.join(missing)}, not finished in {out}; "
+                            f"add them to --stages")
+    make_dir(out)
     if cfg.note:
         log(cfg.note)
     t_all = time.perf_counter()

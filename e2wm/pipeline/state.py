@@ -44,6 +44,11 @@ class State:
                             f"in {self.path} to redo it")
         return bool(rec.get("done"))
 
+    def finished(self, stage: str, h: str) -> bool:
+        """True when `stage` finished with hash `h` (never raises)."""
+        rec = self.data["stages"].get(stage) or {}
+        return bool(rec.get("done")) and rec.get("sha256") == h
+
     def mark(self, stage: str, h: str, done: bool, **info) -> None:
         self.data["stages"][stage] = {"sha256": h, "done": done, **info}
         write_json(self.path, self.data)

@@ -112,3 +112,9 @@ def test_launcher_ray_gives_the_adapter_of_launcher_deepspeed(quickstart, tmp_pa
     for run, tensors in adapters["ray"].items():
         other = adapters["deepspeed"][run]
         assert tensors.keys() == other.keys() and all(torch.equal(tensors[k], other[k]) for k in tensors), run
+
+
+def test_a_stage_whose_inputs_are_not_finished_is_refused(tmp_path, cli_error):
+    cli_error(["pipeline", "--out", tmp_path / "run", *REDUCED, "--stages", "fisher"],
+              ["stage fisher needs stage(s) collect, data, model", "--stages"])
+    assert not (tmp_path / "run").exists()
