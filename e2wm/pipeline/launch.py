@@ -186,14 +186,25 @@ def _ray_worker(config: dict) -> None:
 
 def _run_ray(entry: str, argv: list[str], workers: int, use_gpu: bool, address: str | None) -> None:
     import ray
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
 
-    if not ray.is_initialized():
+    started = not ray.is_initialized()   # a Ray this process joined before stays; one started here ends here
+    if started:
         if address in (None, "local"):   # a private instance big enough for the workers
             ray.init(address="local", num_cpus=max(workers, os.cpu_count() or 1), include_dashboard=False)
         else:
             ray.init(address=address)
+    try:
+        _fit(entry, argv, workers, use_gpu)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _fit(entry: str, argv: list[str], workers: int, use_gpu: bool) -> None:
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
     trainer = TorchTrainer(
         train_loop_per_worker=_ray_worker,
         train_loop_config={"entry": entry, "argv": argv, "use_gpu": use_gpu},
