@@ -10,6 +10,7 @@ import torch
 
 from e2wm.data.prompts import COUNT_OPTIONS, Templates
 from e2wm.eval.scoring import option_scores
+from e2wm.train.tokens import encode_pairs
 
 
 def _items(n: int, words: int, seed: int = 0) -> list[tuple[str, list[str]]]:
@@ -25,13 +26,12 @@ def _items(n: int, words: int, seed: int = 0) -> list[tuple[str, list[str]]]:
 
 @torch.no_grad()
 def _loop(model, tok, prompt: str, options: list[str]) -> list[float]:
+    """Each f"{prompt} {option}" through the model whole; the option's tokens by the shared rule."""
     device = next(model.parameters()).device
-    p = tok(prompt, add_special_tokens=False)["input_ids"]
     out = []
-    for o in options:
-        ids = tok(" " + o, add_special_tokens=False)["input_ids"]
-        logp = torch.log_softmax(model(torch.tensor([p + ids], device=device)).logits[0].float(), -1)
-        out.append(sum(float(logp[len(p) - 1 + j, t]) for j, t in enumerate(ids)))
+    for ids, start in encode_pairs(tok, [(prompt, o) for o in options]):
+        logp = torch.log_softmax(model(torch.tensor([ids], device=device)).logits[0].float(), -1)
+        out.append(sum(float(logp[j - 1, ids[j]]) for j in range(start, len(ids))))
     return out
 
 

@@ -2,7 +2,8 @@
 
 Token-weighted: the NLL of every scored token summed over all documents, divided by their number,
 then e^NLL. E2WM's `eval_ppl.py` printed 2^NLL of a natural-log loss; that figure is returned
-beside it (`ppl_base2_e2wm`) only to compare with E2WM's numbers. A document longer than
+beside it (`ppl_base2_e2wm`) only to compare with E2WM's numbers. Documents are encoded by the
+shared rule (`e2wm.train.tokens`: a BOS only where the tokenizer adds one). A document longer than
 `max_length` tokens is truncated (E2WM: 800), or, with `stride`, scored by a sliding window that
 advances `stride` tokens and scores only the tokens new to each window.
 
@@ -15,17 +16,16 @@ import math
 
 import torch
 
+from e2wm.train.tokens import encode
+
 
 @torch.no_grad()
 def perplexity(model, tokenizer, texts, max_length: int = 800, stride: int | None = None) -> dict:
     device = next(model.parameters()).device
     total, count = 0.0, 0
-    for text in texts:
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        if tokenizer.bos_token_id is not None:
-            ids = [tokenizer.bos_token_id] + ids
+    for ids in encode(tokenizer, texts, max_length if stride is None else None):
         if stride is None:
-            windows = [(0, ids[:max_length], 1)]
+            windows = [(0, ids, 1)]
         else:
             windows, start, scored_to = [], 0, 1
             while True:

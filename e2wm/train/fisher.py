@@ -1,8 +1,8 @@
 """Per-sample empirical Fisher diagonal of base weights: single process or DeepSpeed ZeRO-0/2/3.
 
 F[w] = (1/N) * sum_i (d loss_i / d w)^2, where loss_i is the mean next-token cross-entropy of
-sample i over its own tokens. Two methods give the same F (to float rounding), whatever the
-micro-batch:
+sample i over its own tokens (its text encoded by `e2wm.train.tokens`, truncated to max_length).
+Two methods give the same F (to float rounding), whatever the micro-batch:
 * batch (default): linear weights get their per-sample squares from one forward and one backward
   per micro-batch (`e2wm.train.per_sample`); other covered parameters (embeddings, norms, a tied
   lm_head) take the loop path below.
@@ -35,15 +35,11 @@ from e2wm.files import loads, output_dir, read_text, write_json
 from e2wm.train.fisher_io import (FISHER_FILE, all_finite, atomic_save, load_fisher, save_fisher, shard_name,
                                   weight_sums)
 from e2wm.train.model import add_lora, base_name, base_weight_names, load_model, load_tokenizer
+from e2wm.train.tokens import encode
 
 
 class FisherInterrupted(RuntimeError):
     """Raised by the `stop_after` debug switch, to test checkpoint/resume."""
-
-
-def encode(texts: list[str], tokenizer, max_length: int) -> list[list[int]]:
-    """Token ids per text, truncated to max_length."""
-    return [list(x) for x in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
 
 
 # ---------------------------------------------------------------- accumulation
@@ -270,7 +266,7 @@ def compute_fisher(model, texts: list[str], tokenizer, *, max_length: int = 256,
                    modules: str = "lora-targets", method: str = "batch", out_dir=None, checkpoint_every: int = 0,
                    stop_after: int | None = None, model_name: str = "model"):
     """Single-process Fisher on the model's device; returns ({base name: F}, metadata). Saves to out_dir."""
-    seqs = [s for s in encode(texts, tokenizer, max_length) if len(s) >= 2]
+    seqs = [s for s in encode(tokenizer, texts, max_length) if len(s) >= 2]
     if not seqs:
         raise E2WMError("no sample has 2 or more tokens; nothing to predict")
     params = select_base_params(model, modules)
@@ -302,7 +298,7 @@ def compute_fisher_deepspeed(engine, texts: list[str], tokenizer, *, zero_stage:
 
     rank, world = dist.get_rank(), dist.get_world_size()
     device = engine.device
-    seqs = [s for s in encode(texts, tokenizer, max_length) if len(s) >= 2]
+    seqs = [s for s in encode(tokenizer, texts, max_length) if len(s) >= 2]
     local = seqs[rank::world]
     params = select_base_params(engine.module, modules)
     partitioned = zero_stage == 3
