@@ -27,6 +27,7 @@ from e2wm.files import input_dir, input_file, make_dir, output_dir, read_json, w
 from e2wm.eval.executability import execute
 from e2wm.eval.metrics import exact_match, first_line, lcs_ratio, rouge
 from e2wm.eval.scoring import CALIBRATION_PROMPT, NORMS, option_scores
+from e2wm.train.tokens import prompt_ids
 
 UN_SUITES = ("housework_qa", "neg_housework_qa", "act_infer")   # E2WM's 'un' suites; the rest 'ln'
 
@@ -103,7 +104,7 @@ def _mc(name: str, rows, picks) -> dict:
 @torch.no_grad()
 def _generate(model, tok, prompt: str, cfg: EvalConfig) -> str:
     device = next(model.parameters()).device
-    ids = torch.tensor([tok(prompt, add_special_tokens=False)["input_ids"]], device=device)
+    ids = torch.tensor([prompt_ids(tok, prompt)], device=device)   # what training saw before the answer
     out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), num_beams=cfg.num_beams,
                          do_sample=False, max_new_tokens=cfg.max_new_tokens,
                          pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
@@ -169,9 +170,8 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
     if texts is not None:
         from e2wm.eval.perplexity import perplexity
         from e2wm.train.corpus import corpus_hash
-        texts, fisher = texts
-        results["perplexity"] = {"corpus": cfg.ppl_corpus, "corpus_sha256": corpus_hash(texts),
-                                 "fisher": fisher,
+        texts, checks = texts
+        results["perplexity"] = {"corpus": cfg.ppl_corpus, "corpus_sha256": corpus_hash(texts), **checks,
                                  **perplexity(model, tok, texts, cfg.ppl_max_length, cfg.ppl_stride)}
         p = results["perplexity"]
         log(f"  perplexity {p['ppl']:.3f} (e^NLL over {p['tokens']} tokens of {p['documents']} documents; "
@@ -197,25 +197,48 @@ def _quiet(*_a, **_k) -> None:
     pass
 
 
-def _ppl_texts(cfg: EvalConfig) -> tuple[list[str], str] | None:
-    """The corpus's last `ppl_docs` documents, and how they were checked against the Fisher's."""
+def _ppl_texts(cfg: EvalConfig) -> tuple[list[str], dict[str, str]] | None:
+    """The corpus's last `ppl_docs` documents, and how they were checked against the documents the Fisher
+    (`--fisher`) and a `kl` run (recorded in the exported `--adapter` or `--model`) read: held-out
+    perplexity means nothing on documents a regulariser pulled the model towards."""
     if not cfg.ppl_corpus:
         return None
-    from e2wm.train.corpus import corpus_hash, load_texts
+    from e2wm.train.corpus import load_texts
+    from e2wm.train.export import kl_corpus
     docs = load_texts(cfg.ppl_corpus)
-    if not cfg.fisher:
-        return docs[-cfg.ppl_docs:], "not checked (no --fisher): the Fisher reads a corpus's first documents"
-    meta = _fisher_meta(cfg.fisher)
-    try:
-        used = int(meta.get("samples", 0))
-    except ValueError:
-        raise E2WMError(f"--fisher {cfg.fisher}: its metadata 'samples' is not a count") from None
-    if corpus_hash(docs[:used]) != meta.get("corpus_sha256"):
-        return docs[-cfg.ppl_docs:], "disjoint: the Fisher read another corpus"
-    if len(docs) - cfg.ppl_docs < used:
-        raise E2WMError(f"--ppl-corpus {cfg.ppl_corpus}: its last {cfg.ppl_docs} of {len(docs)} documents "
-                        f"overlap the {used} the Fisher read; lower --ppl-docs to {len(docs) - used} or less")
-    return docs[-cfg.ppl_docs:], f"disjoint: the Fisher read documents 0..{used - 1}"
+    checks = {"fisher": "not checked (no --fisher): the Fisher reads a corpus's first documents"}
+    if cfg.fisher:
+        meta = _fisher_meta(cfg.fisher)
+        try:
+            used = int(meta.get("samples", 0))
+        except ValueError:
+            raise E2WMError(f"--fisher {cfg.fisher}: its metadata 'samples' is not a count") from None
+        checks["fisher"] = _apart(cfg, docs, "the Fisher", f"--fisher {cfg.fisher}", 0, used,
+                                  meta.get("corpus_sha256"))
+    kl = []
+    for flag, folder in (("--adapter", cfg.adapter), ("--model", cfg.model)):
+        rec = kl_corpus(folder) if folder and Path(folder).is_dir() else None
+        if rec:
+            kl.append(_apart(cfg, docs, "the kl run", f"{flag} {folder}", rec["start"], rec["end"],
+                             rec["corpus_sha256"]))
+    checks["kl"] = "; ".join(kl) or "not applicable: neither --adapter nor --model is the export of a kl run"
+    return docs[-cfg.ppl_docs:], checks
+
+
+def _apart(cfg: EvalConfig, docs: list[str], who: str, artefact: str, start: int, end: int, sha256) -> str:
+    """How the perplexity documents stand to documents [start, end) that `who` (`artefact`) read. Only
+    if those documents are the corpus's own there (same sha256) can they be among perplexity's; they
+    must not reach into its last `ppl_docs`."""
+    from e2wm.train.corpus import corpus_hash
+    if corpus_hash(docs[start:end]) != sha256:
+        return f"disjoint: {who} read another corpus"
+    n, first = len(docs), max(0, len(docs) - cfg.ppl_docs)
+    if first < end:
+        fix = f"lower --ppl-docs to {n - end} or less" if n > end else "use another --ppl-corpus"
+        raise E2WMError(f"--ppl-corpus {cfg.ppl_corpus}: its last {cfg.ppl_docs} of {n} documents ({first}..{n - 1}) "
+                        f"overlap the documents {who} read ({artefact}: {start}..{end - 1}) in "
+                        f"{max(first, start)}..{end - 1}; {fix}")
+    return f"disjoint: {who} read documents {start}..{end - 1}"
 
 
 def _fisher_meta(spec: str) -> dict:

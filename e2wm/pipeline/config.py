@@ -47,12 +47,13 @@ class ModelStage:
 
 @dataclass(frozen=True)
 class FisherStage:
-    """`e2wm fisher` on the general corpus's first documents (evaluation's perplexity reads its last)."""
+    """`e2wm fisher` on the general corpus's first documents (evaluation's perplexity reads its last, a `kl`
+    run those between)."""
     max_samples: int = field(default=20_000, **_help("documents", range=(1, 10**8)))
     max_length: int = field(default=800, **_help("tokens per document", range=(2, 131_072)))
     micro_batch: int = field(default=8, **_help("documents per forward", range=(1, 4096)))
     zero_stage: int = field(default=2, **_help("DeepSpeed ZeRO stage (0, 2 or 3)", range=(0, 3)))
-    modules: str = field(default="lora-targets", **_help("lora-targets | all"))
+    modules: str = field(default="lora-targets", **_help("lora-targets | all (always all with an ewc run)"))
     checkpoint_every: int = field(default=1000, **_help("samples between checkpoints (0: never)",
                                                         range=(0, 10**9)))
 
@@ -68,7 +69,8 @@ class PipelineConfig:
     """One pipeline run, world to report."""
     out: str = field(default="out/pipeline", **_help("output directory (every stage writes under it)"))
     corpus: str = field(default="builtin:pydoc", **_help("general text: the Fisher reads its first documents, "
-                                                         "perplexity its last, local pretraining the rest"))
+                                                         "perplexity its last, a kl run those between, local "
+                                                         "pretraining all but perplexity's"))
     collect: CollectConfig = field(default_factory=CollectConfig, **_help("the collection job (e2wm collect)"))
     data: DataConfig = field(default_factory=DataConfig, **_help("the dataset build (e2wm build-data)"))
     model: ModelStage = field(default_factory=ModelStage, **_help("the base model"))
@@ -101,8 +103,9 @@ class PipelineConfig:
             self.train_config(name, "OUT", "MODEL")
         self.eval_config("OUT", "MODEL", None)
 
-    def train_config(self, name: str, out: str, model: str):
-        """Run `name`'s TrainConfig: `train`, then its overrides, then the pipeline's folders."""
+    def train_config(self, name: str, out: str, model: str, kl_docs: range | None = None):
+        """Run `name`'s TrainConfig: `train`, then its overrides, then the pipeline's folders; a `kl` run
+        reads the corpus's documents `kl_docs` (neither the Fisher's nor perplexity's)."""
         from e2wm.train.config import TrainConfig
         merged = _merge(_merge(self.train, self.runs[name]), {
             "out": f"{out}/train/{name}", "model": {"name_or_path": model},
@@ -110,8 +113,18 @@ class PipelineConfig:
         if merged.get("regularizer", {}).get("kind", "ewc_lora") in ("ewc_lora", "ewc"):
             merged = _merge(merged, {"regularizer": {"fisher": f"{out}/fisher"}})
         if merged.get("regularizer", {}).get("kind") == "kl":
-            merged = _merge(merged, {"regularizer": {"corpus": self.corpus}})
+            docs = {} if kl_docs is None else {"corpus_start": kl_docs.start, "corpus_end": kl_docs.stop}
+            merged = _merge(merged, {"regularizer": {"corpus": self.corpus, **docs}})
         return build(TrainConfig, merged, f"pipeline config: runs.{name}")
+
+    def run_kinds(self) -> dict[str, str]:
+        """Each run's regulariser kind."""
+        return {name: self.train_config(name, "OUT", "MODEL").regularizer.kind for name in self.runs}
+
+    def fisher_modules(self) -> str:
+        """The weights the Fisher covers: every one when a run fine-tunes every weight (kind ewc), so that its
+        penalty covers what it trains (ewc_lora runs read their subset); else `fisher.modules`."""
+        return "all" if "ewc" in self.run_kinds().values() else self.fisher.modules
 
     def eval_config(self, out: str, model: str, adapter: str | None, name: str = "base"):
         from e2wm.eval.config import EvalConfig

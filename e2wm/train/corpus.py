@@ -1,4 +1,5 @@
-"""Text corpora for the Fisher: .txt, .jsonl, a datasets directory, or the built-in `builtin:pydoc`."""
+"""General-text corpora (the Fisher's, the kl regulariser's, perplexity's): .txt, .jsonl, a datasets
+directory, or the built-in `builtin:pydoc`."""
 from __future__ import annotations
 
 import hashlib
@@ -96,3 +97,15 @@ def corpus_hash(texts: list[str]) -> str:
         h.update(len(b).to_bytes(8, "little"))
         h.update(b)
     return h.hexdigest()
+
+
+def read_range(spec: str, start: int, end: int | None, where: str) -> tuple[list[str], dict]:
+    """Documents [start, end) of `spec` (end None: to the last) and the record of what was read (corpus,
+    range, sha256): evaluation compares it with its own documents, which must not be among them."""
+    docs = load_texts(spec)
+    stop = len(docs) if end is None else end
+    if not start < stop <= len(docs):
+        raise CorpusError(f"{where}: documents {start}..{stop - 1} asked, but {spec} holds {len(docs)}")
+    texts = docs[start:stop]
+    return texts, {"corpus": spec, "start": start, "end": stop, "corpus_sha256": corpus_hash(texts)}
+

@@ -2,7 +2,9 @@
 
 The adapter comes from the checkpoint's consolidated fp32 LoRA weights, so it is complete whatever
 the ZeRO stage that trained it (no empty `torch.Size([0])` tensors). `RUN/run.json` (written when
-training starts) says which base model, LoRA settings and tokenizer it belongs to.
+training starts) says which base model, LoRA settings and tokenizer it belongs to. The exported folder's
+marker carries which general-text documents a `kl` run read (and a merge keeps it), so that evaluation,
+given only the folder, can keep its perplexity documents apart from them.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from e2wm.train import checkpoint as ckpt
 
 RUN_INFO = "run.json"
 MARKER = "e2wm-export.json"   # marks a folder this module wrote, so a later export may replace it
+KL_CORPUS = "kl_corpus"       # run.json's and the marker's record of the kl regulariser's documents
 
 
 def _run_info(step_path: Path) -> tuple[Path, dict]:
@@ -64,10 +67,28 @@ def check_out(out, inputs: list[Path], force: bool) -> Path:
     return out
 
 
+def kl_corpus(folder) -> dict | None:
+    """The record of the documents the `kl` regulariser read ({corpus, start, end, corpus_sha256}) that
+    an exported folder's marker carries, or None (no marker, or a run with another regulariser)."""
+    from e2wm.files import read_json
+
+    f = Path(folder) / MARKER
+    if not f.is_file():
+        return None
+    marker = read_json(f, "export marker")
+    rec = marker.get(KL_CORPUS) if isinstance(marker, dict) else None
+    if rec is None:
+        return None
+    types = {"corpus": str, "start": int, "end": int, "corpus_sha256": str}
+    if not isinstance(rec, dict) or not all(isinstance(rec.get(k), t) for k, t in types.items()):
+        raise E2WMError(f"{f}: {KL_CORPUS} is not a record of {', '.join(types)}")
+    return rec
+
+
 @contextmanager
-def _writing(out, source):
+def _writing(out, source, kl=None):
     """A temporary directory beside `out` that replaces `out` once the block completes; its files get
-    the user's umask (safetensors writes 0600) and a marker naming `source`."""
+    the user's umask (safetensors writes 0600) and a marker naming `source` (and the `kl` run's documents)."""
     from e2wm.files import settle, write_json
 
     out = Path(out)
@@ -80,7 +101,7 @@ def _writing(out, source):
         for f in tmp.rglob("*"):
             if f.is_file():
                 settle(f)
-        write_json(tmp / MARKER, {"source": str(source)})
+        write_json(tmp / MARKER, {"source": str(source), **({KL_CORPUS: kl} if kl else {})})
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -112,7 +133,7 @@ def export_adapter(step_path, out) -> Path:
         raise E2WMError(f"{step_path}: the checkpoint holds empty LoRA weights")
     lora = info["lora_config"]
     tokenizer = _run_tokenizer(run_dir)
-    with _writing(out, step_path) as tmp:
+    with _writing(out, step_path, info.get(KL_CORPUS)) as tmp:
         save_file(weights, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
         LoraConfig(task_type="CAUSAL_LM", r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
                    target_modules=lora["target_modules"], fan_in_fan_out=lora["fan_in_fan_out"],
@@ -156,7 +177,7 @@ def export_model(step_path, out) -> Path:
         raise E2WMError(f"{step_path}: checkpoint weights do not fit the model "
                         f"(missing {missing[:2]}, unexpected {unexpected[:2]})")
     tokenizer = _run_tokenizer(run_dir)
-    with _writing(out, step_path) as tmp:
+    with _writing(out, step_path, info.get(KL_CORPUS)) as tmp:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
     return Path(out)
@@ -185,6 +206,7 @@ def merge(adapter_dir, out, base: str | None = None, force: bool = False) -> Pat
         raise E2WMError(f"{cfg_file}: names no base model; pass --base")
     check_model_spec(base, field)
     check_out(out, [adapter_dir], force)
+    kl = kl_corpus(adapter_dir)   # a merged model read what its adapter read
     try:
         merged = PeftModel.from_pretrained(load_model(base, field=field), str(adapter_dir)).merge_and_unload()
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as e:
@@ -197,7 +219,7 @@ def merge(adapter_dir, out, base: str | None = None, force: bool = False) -> Pat
             raise E2WMError(f"--adapter {adapter_dir}: cannot load its tokenizer ({str(e).splitlines()[0]})") from None
     else:
         tokenizer = load_tokenizer(base, field=field)
-    with _writing(out, adapter_dir) as tmp:
+    with _writing(out, adapter_dir, kl) as tmp:
         merged.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
     return Path(out)

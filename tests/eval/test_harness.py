@@ -111,4 +111,35 @@ def test_perplexity_documents_are_checked_disjoint_from_the_fishers(tmp_path, ca
     assert json.loads((tmp_path / "o" / "results.json").read_text())["perplexity"]["fisher"] == \
         "disjoint: the Fisher read documents 0..4"
     assert main([*base, "--ppl-docs", str(len(docs) - 4), "--out", str(tmp_path / "o2")]) == 2
-    assert "overlap the 5 the Fisher read" in capsys.readouterr().err
+    assert f"overlap the documents the Fisher read (--fisher {tmp_path / 'f'}: 0..4) in 4..4" in capsys.readouterr().err
+
+
+def _kl_adapter(path, start: int, end: int, sha256: str):
+    """A LoRA adapter exported from a kl run that read documents [start, end) (the marker `e2wm export` writes)."""
+    from e2wm.train.export import KL_CORPUS, MARKER
+    from e2wm.train.model import add_lora, tiny_causal_lm
+    add_lora(tiny_causal_lm(), r=4, alpha=8, targets=("q_proj", "v_proj")).save_pretrained(str(path))
+    (path / MARKER).write_text(json.dumps({"source": "step", KL_CORPUS: {
+        "corpus": "builtin:pydoc", "start": start, "end": end, "corpus_sha256": sha256}}))
+    return path
+
+
+def test_perplexity_documents_are_checked_disjoint_from_a_kl_runs(tmp_path, cli_error):
+    """The adapter says which documents its kl regulariser read: perplexity may not score them."""
+    from e2wm.train.corpus import corpus_hash, load_texts
+    docs = load_texts("builtin:pydoc")
+    n = len(docs)
+    kl = _kl_adapter(tmp_path / "kl", 10, n - 3, corpus_hash(docs[10:n - 3]))
+    other = _kl_adapter(tmp_path / "other", 10, n, corpus_hash(["another corpus"]))
+    base = ["eval", "--suites", str(_released(tmp_path) / "count.json"), "--ppl-corpus", "builtin:pydoc",
+            "--ppl-max-length", "32"]
+    assert main([*base, "--adapter", str(kl), "--ppl-docs", "3", "--out", str(tmp_path / "o")]) == 0
+    ppl = json.loads((tmp_path / "o" / "results.json").read_text())["perplexity"]
+    assert ppl["kl"] == f"disjoint: the kl run read documents 10..{n - 4}" and ppl["fisher"].startswith("not checked")
+    cli_error([*base, "--adapter", kl, "--ppl-docs", "5", "--out", tmp_path / "o2"],
+              [f"its last 5 of {n} documents ({n - 5}..{n - 1})", f"the kl run read (--adapter {kl}: 10..{n - 4})",
+               f"in {n - 5}..{n - 4}", "lower --ppl-docs to 3"])
+    assert not (tmp_path / "o2").exists()
+    assert main([*base, "--adapter", str(other), "--ppl-docs", "5", "--out", str(tmp_path / "o3")]) == 0
+    assert json.loads((tmp_path / "o3" / "results.json").read_text())["perplexity"]["kl"] == \
+        "disjoint: the kl run read another corpus"
