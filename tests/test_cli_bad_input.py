@@ -30,8 +30,6 @@ CASES = [
     ("bench-train-micro-batch-huge", ["bench", "train", "--micro-batch", "100000"], "--micro-batch"),
     ("bench-train-precision", ["bench", "train", "--precision", "fp8"], "--precision"),
     ("bench-train-zero-stage", ["bench", "train", "--zero-stage", "4"], "--zero-stage"),
-    ("bench-train-batch-not-divisible", ["bench", "train", "--global-batch", "8", "--micro-batch", "3"],
-     "--global-batch"),
     ("bench-train-model-shape", ["bench", "train", "--model", "shape:nope"], "unknown shape 'nope'"),
     ("bench-eval-items-zero", ["bench", "eval", "--items", "0"], "--items"),
     ("bench-eval-words-negative", ["bench", "eval", "--words", "-1"], "--words"),

@@ -1,5 +1,7 @@
 """`e2wm bench train`: the trainer's tokens/s against a plain transformers + peft loop and against
-E2WM's batching (every row padded to 800 tokens), on the same model, rows, LoRA and batch sizes.
+E2WM's batching (every row padded to 800 tokens), on the same model, rows, LoRA and batch sizes. The
+trainer runs twice: with E2WM's uniformly shuffled global batches (`data.sampling: shuffle`) and with
+length-grouped ones (`length_grouped`: less padding, but another weighting of the tasks' tokens).
 
 Rows have E2WM's length mix (its four released training files: share, mean and max tokens per task,
 ../shared/notes/e2wm-paper.md §2) as random ASCII text, one token per byte with the byte tokenizer.
@@ -46,15 +48,15 @@ def bench_model_dir(root: Path, hidden: int = 256, layers: int = 4) -> str:
     return str(root / "model")
 
 
-def _trainer(model: str, data: Path, out: Path, steps: int, global_batch: int, micro: int, precision: str,
-             stage: int, warmup: int) -> dict:
+def _trainer(model: str, data: Path, out: Path, sampling: str, steps: int, global_batch: int, micro: int,
+             precision: str, stage: int, warmup: int) -> dict:
     from e2wm.config import build
     from e2wm.train.config import TrainConfig
     from e2wm.train.recipe import Recipe
 
     cfg = build(TrainConfig, {
         "out": str(out), "model": {"name_or_path": model},
-        "lora": {"dropout": 0.1}, "data": {"path": str(data)},
+        "lora": {"dropout": 0.1}, "data": {"path": str(data), "sampling": sampling},
         "optim": {"max_steps": warmup + steps, "global_batch_size": global_batch, "micro_batch_size": micro,
                   "precision": precision},
         "regularizer": {"kind": "none"}, "deepspeed": {"config": "zero3" if stage == 3 else "zero2",
@@ -119,6 +121,7 @@ def _plain(model_spec: str, rows: list[dict], steps: int, global_batch: int, mic
 
 def run(model: str | None = None, rows: int = 240, steps: int = 6, global_batch: int = 16, micro_batch: int = 4,
         precision: str = "fp32", zero_stage: int = 2, warmup: int = 2, seed: int = 0, pad800: bool = True) -> dict:
+    from e2wm.train.config import SAMPLINGS
     from e2wm.train.data import encode_rows
     from e2wm.train.model import load_tokenizer
 
@@ -128,14 +131,15 @@ def run(model: str | None = None, rows: int = 240, steps: int = 6, global_batch:
         data = synthetic_rows(rows, seed)
         (root / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in data))
         lengths = [len(e.ids) for e in encode_rows(data, load_tokenizer(spec), 800)[0]]
-        trainer = _trainer(spec, root / "rows.jsonl", root / "run", steps, global_batch, micro_batch, precision,
-                           zero_stage, warmup)
+        trainer = {sampling: _trainer(spec, root / "rows.jsonl", root / sampling, sampling, steps, global_batch,
+                                      micro_batch, precision, zero_stage, warmup)
+                   for sampling in SAMPLINGS}
         plain = _plain(spec, data, steps, global_batch, micro_batch, precision, warmup, None)
         pad = _plain(spec, data, steps, global_batch, micro_batch, precision, warmup, 800) if pad800 else None
-    return {"bench": "train", "ratio_plain": trainer["tokens_per_s"] / plain,
-            "ratio_pad800": trainer["tokens_per_s"] / pad if pad else None,
-            "trainer_tokens_per_s": trainer["tokens_per_s"], "plain_tokens_per_s": plain, "pad800_tokens_per_s": pad,
-            "mfu": trainer["mfu"], "peak_mem_gib": trainer["peak_mem_gib"], "model": model or "llama h256 l4",
-            "precision": precision, "zero_stage": zero_stage, "global_batch": global_batch,
-            "micro_batch": micro_batch, "steps": steps, "mean_tokens": sum(lengths) / len(lengths),
-            "threads": torch.get_num_threads()}
+    for t in trainer.values():
+        t["ratio_plain"] = t["tokens_per_s"] / plain
+        t["ratio_pad800"] = t["tokens_per_s"] / pad if pad else None
+    return {"bench": "train", **trainer, "plain_tokens_per_s": plain, "pad800_tokens_per_s": pad,
+            "model": model or "llama h256 l4", "precision": precision, "zero_stage": zero_stage,
+            "global_batch": global_batch, "micro_batch": micro_batch, "steps": steps,
+            "mean_tokens": sum(lengths) / len(lengths), "threads": torch.get_num_threads()}

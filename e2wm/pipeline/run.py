@@ -24,26 +24,10 @@ from e2wm.pipeline.state import STATE, State, config_hash
 
 def pipeline(cfg: PipelineConfig, stages=STAGES, log=print, force: bool = False) -> Path:
     """Run (or resume) `stages` of the pipeline in order; returns OUT."""
-    unknown = [s for s in stages if s not in STAGES]
-    if unknown:
-        raise E2WMError(f"--stages: unknown stage(s) {', '.join(unknown)}; known: {', '.join(STAGES)}")
-    out = output_dir(cfg.out, "--out", ours=(STATE,), force=force)
-    if set(stages) & {"model", "fisher", "train", "eval"}:   # before an hour of collection, not after
-        from e2wm.train.corpus import check_corpus
-        check_corpus(cfg.corpus, "corpus")
-        _general(cfg)
-        if cfg.model.base != "local":
-            from e2wm.train.model import check_model_spec
-            check_model_spec(cfg.model.base, "model.base")
+    check(cfg, stages, force)
+    out = Path(cfg.out)
     state = State(out)
     hashes = _hashes(cfg)
-    # a stage to run whose config changed is refused; the others only need to have finished
-    done = {s: state.check(s, hashes[s]) if s in stages else state.finished(s, hashes[s]) for s in STAGES}
-    for i, stage in enumerate(STAGES):
-        missing = [s for s in STAGES[:i] if not done[s] and s not in stages]
-        if stage in stages and not done[stage] and missing:
-            raise E2WMError(f"stage {stage} needs stage(s) {', '.join(missing)}, not finished in {out}; "
-                            f"add them to --stages")
     make_dir(out)
     if cfg.note:
         log(cfg.note)
@@ -66,12 +50,70 @@ def pipeline(cfg: PipelineConfig, stages=STAGES, log=print, force: bool = False)
     return out
 
 
+def check(cfg: PipelineConfig, stages=STAGES, force: bool = False) -> list[str]:
+    """What `pipeline` checks before its first stage (so that nothing fails after an hour of collection),
+    writing nothing, starting no Ray and loading no model; one line per thing checked."""
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise E2WMError(f"--stages: unknown stage(s) {', '.join(unknown)}; known: {', '.join(STAGES)}")
+    out = output_dir(cfg.out, "--out", ours=(STATE,), force=force)
+    lines = [f"out {out}: " + ("a pipeline's folder, resumed" if (out / STATE).exists() else "usable")]
+    if set(stages) & {"model", "fisher", "train", "eval"}:
+        from e2wm.train.corpus import check_corpus
+        check_corpus(cfg.corpus, "corpus")
+        docs, parts = _general(cfg)
+        lines += [f"corpus {cfg.corpus}: {len(docs)} documents; " + ", ".join(
+            f"{name} {r.start}..{r.stop - 1}" for name, r in parts.items() if len(r)), _check_model(cfg)]
+    if "train" in stages:
+        lines += [_check_run(cfg, name) for name in cfg.runs]
+    state, hashes = State(out), _hashes(cfg)
+    # a stage to run whose config changed is refused; the others only need to have finished
+    done = {s: state.check(s, hashes[s]) if s in stages else state.finished(s, hashes[s]) for s in STAGES}
+    for i, stage in enumerate(STAGES):
+        missing = [s for s in STAGES[:i] if not done[s] and s not in stages]
+        if stage in stages and not done[stage] and missing:
+            raise E2WMError(f"stage {stage} needs stage(s) {', '.join(missing)}, not finished in {out}; "
+                            f"add them to --stages")
+    todo = [s for s in STAGES if s in stages and not done[s]]
+    lines.append(f"stages to run: {', '.join(todo) or 'none'} (launcher {cfg.launcher}, {cfg.workers} rank(s)"
+                 + (", one GPU each, not checked here)" if cfg.gpus else ")"))
+    return lines
+
+
+def _check_model(cfg: PipelineConfig) -> str:
+    from e2wm.train.model import check_model_spec, is_hub_id
+    base = cfg.model.base
+    if base == "local":
+        return "model.base local: made here from the data and the corpus"
+    check_model_spec(base, "model.base")
+    if is_hub_id(base):
+        return f"model.base {base}: a hub id, not checked offline (the model stage needs the hub or its cache)"
+    return f"model.base {base}: found"
+
+
+def _check_run(cfg: PipelineConfig, name: str) -> str:
+    """Run `name`'s batch arithmetic and DeepSpeed config on the stage's world size, which `e2wm train`
+    would otherwise check only after collection and the Fisher."""
+    from e2wm.train.ds_config import deepspeed_config, zero_stage
+    tc = cfg.train_config(name, "OUT", "MODEL")
+    try:
+        ds = deepspeed_config(tc, cfg.workers)
+    except E2WMError as e:
+        raise E2WMError(f"runs.{name}: {e}") from None
+    o = tc.optim
+    return (f"runs.{name}: {o.global_batch_size} rows per step ({tc.data.sampling}) over {cfg.workers} rank(s) × "
+            f"{ds['gradient_accumulation_steps']} micro-batch(es) of <= {o.micro_batch_size}; DeepSpeed "
+            f"{tc.deepspeed.config}, ZeRO-{zero_stage(ds)}, train_batch_size {ds['train_batch_size']}")
+
+
 def _hashes(cfg: PipelineConfig) -> dict[str, str]:
     """Each stage's hash covers its own section and the hashes of the stages before it."""
     c = to_plain(cfg)
     own = {"collect": cfg.collect.job_dict(),   # what determines the episodes, not where or how fast
            "data": c["data"], "model": [c["model"], c["corpus"]],
-           "fisher": [c["fisher"], c["corpus"]], "train": [c["train"], c["runs"]],
+           "fisher": [{**c["fisher"], "modules": cfg.fisher_modules()}, c["corpus"]],
+           # a kl run's documents end where perplexity's begin
+           "train": [c["train"], c["runs"]] + ([_ppl_docs(cfg)] if "kl" in cfg.run_kinds().values() else []),
            "eval": [c["eval"], c["corpus"]], "report": []}
     out, prev = {}, ""
     for s in STAGES:
@@ -106,16 +148,28 @@ def _data(cfg: PipelineConfig, out: Path, log) -> dict:
     return {"train_rows": sum(v["rows"] for v in s["train"].values())}
 
 
-def _general(cfg: PipelineConfig) -> tuple[list[str], list[str], list[str]]:
-    """The general corpus split three ways: the Fisher's first documents, perplexity's last, the rest."""
+def _ppl_docs(cfg: PipelineConfig) -> int:
+    return cfg.eval_config("OUT", "MODEL", None).ppl_docs
+
+
+def _general(cfg: PipelineConfig) -> tuple[list[str], dict[str, range]]:
+    """The general corpus and its disjoint slices: the Fisher's first documents, perplexity's last, a `kl`
+    run's those between; local pretraining reads all but perplexity's. What a regulariser read must not
+    score the held-out perplexity."""
     from e2wm.train.corpus import load_texts
     docs = load_texts(cfg.corpus)
-    ppl = cfg.eval_config("OUT", "MODEL", None).ppl_docs
-    fisher = min(cfg.fisher.max_samples, len(docs) - ppl)
+    ppl = _ppl_docs(cfg)
+    held = len(docs) - ppl
+    fisher = min(cfg.fisher.max_samples, held)
     if fisher < 1:
         raise E2WMError(f"corpus {cfg.corpus}: {len(docs)} documents leave none for the Fisher after "
                         f"eval.ppl_docs={ppl}")
-    return docs[:fisher], docs[len(docs) - ppl:], docs[:len(docs) - ppl]
+    kl = [name for name, kind in cfg.run_kinds().items() if kind == "kl"]
+    if kl and fisher == held:
+        raise E2WMError(f"corpus {cfg.corpus}: {len(docs)} documents leave none for the kl run(s) {', '.join(kl)} "
+                        f"between the Fisher's first {fisher} (fisher.max_samples={cfg.fisher.max_samples}) and "
+                        f"perplexity's last {ppl} (eval.ppl_docs); lower either or use a larger corpus")
+    return docs, {"fisher": range(fisher), "kl": range(fisher, held), "ppl": range(held, len(docs))}
 
 
 def model_path(cfg: PipelineConfig, out: Path) -> str:
@@ -129,16 +183,17 @@ def _model(cfg: PipelineConfig, out: Path, log) -> dict:
         log(f"  base model: {cfg.model.base}")
         return {"base": cfg.model.base}
     from e2wm.pipeline.local_model import make_local_model, task_texts
-    _, _, rest = _general(cfg)
-    return make_local_model(cfg.model, task_texts(out / "data"), rest, out / "model", log)
+    docs, slices = _general(cfg)
+    return make_local_model(cfg.model, task_texts(out / "data"), docs[:slices["ppl"].start], out / "model", log)
 
 
 def _fisher(cfg: PipelineConfig, out: Path, log) -> dict:
     from e2wm.pipeline.launch import run_stage
     f = cfg.fisher
-    n = len(_general(cfg)[0])
+    n = len(_general(cfg)[1]["fisher"])
     argv = ["--model", model_path(cfg, out), "--corpus", cfg.corpus, "--max-samples", str(n),
-            "--max-length", str(f.max_length), "--micro-batch", str(f.micro_batch), "--modules", f.modules,
+            "--max-length", str(f.max_length), "--micro-batch", str(f.micro_batch),
+            "--modules", cfg.fisher_modules(),
             "--checkpoint-every", str(f.checkpoint_every), "--out", str(out / "fisher"), "--force"]
     if cfg.launcher != "local":
         argv += ["--zero-stage", str(f.zero_stage)]
@@ -152,8 +207,9 @@ def _train(cfg: PipelineConfig, out: Path, log) -> dict:
 
     from e2wm.pipeline.launch import run_stage
     make_dir(out / "train")
+    kl_docs = _general(cfg)[1]["kl"]
     for name in cfg.runs:
-        tc = cfg.train_config(name, str(out), model_path(cfg, out))
+        tc = cfg.train_config(name, str(out), model_path(cfg, out), kl_docs)
         f = out / "train" / f"{name}.yaml"
         write_atomic(f, yaml.safe_dump(tc.to_dict(), sort_keys=False))
         log(f"  run {name}: {tc.regularizer.kind}, lora {'on' if tc.lora.enabled else 'off'}")

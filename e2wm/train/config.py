@@ -26,6 +26,7 @@ def _help(text: str = "", range: tuple | None = None, **kw) -> dict:
 MAX_TOKENS = 1 << 17      # tokens per row: beyond any context window of the models we train
 MAX_STEPS = 10**8
 MAX_ROWS = 10**6          # rows per batch
+SAMPLINGS = ("shuffle", "length_grouped")   # data.sampling: how rows form global batches (train/data.py)
 
 
 def _nonempty(field_name: str, value: str) -> None:
@@ -67,10 +68,17 @@ class LoraConfig:
 class DataConfig:
     path: str = field(default="out/data", **_help("an `e2wm build-data` output, its hf/ DatasetDict, a JSONL "
                                                    "file or a directory of JSONL files"))
-    max_length: int = field(default=800, **_help("tokens per row; longer rows lose the start of the prompt",
+    max_length: int = field(default=800, **_help("tokens per row; see `truncation` for longer rows",
                                                  range=(2, MAX_TOKENS)))
+    truncation: Literal["prompt_start", "end"] = field(default="prompt_start", **_help(
+        "a row over max_length loses the start of its prompt (prompt_start), or its end, the answer first, "
+        "as E2WM's tokenizer truncation did (end)"))
     task_weights: dict[str, float] = field(default_factory=dict, **_help("override a task's loss weight"))
-    group_batches: int = field(default=16, **_help("global batches per length-sorted group", range=(1, 10**6)))
+    sampling: Literal[SAMPLINGS] = field(default="shuffle", **_help(
+        "shuffle: E2WM's uniformly shuffled global batches; length_grouped: rows of similar length in a batch "
+        "(less padding, but the tokens of short-answer tasks weigh more)"))
+    group_batches: int = field(default=16, **_help("length_grouped: global batches per length-sorted group",
+                                                   range=(1, 10**6)))
     pad_to_multiple_of: int = field(default=8, **_help("pad micro-batches to a multiple of this", range=(1, 1024)))
 
     def __post_init__(self):
@@ -95,6 +103,10 @@ class OptimConfig:
     global_batch_size: int = field(default=20, **_help("rows per optimizer step, whatever the world size",
                                                        range=(1, MAX_ROWS)))
     micro_batch_size: int = field(default=4, **_help("rows per forward on one rank", range=(1, MAX_ROWS)))
+    loss_groups: int = field(default=1, **_help(
+        "the global batch's rows, in sampled order, form this many groups, each normalised by its own answer "
+        "tokens, and the groups are averaged (E2WM: one per forward: 1 in its 1.3B script, 4 in its 6B script)",
+        range=(1, MAX_ROWS)))
     grad_clip: float = field(default=1.0, **_help("0: no clipping", range=(0.0, 1e6)))
     precision: Literal["fp32", "bf16", "fp16"] = "bf16"
 
@@ -113,13 +125,23 @@ class RegularizerConfig:
     kind: Literal["none", "ewc_lora", "ewc", "kl"] = "ewc_lora"
     lam: float = field(default=2.0, **_help("λ, the weight of the penalty", range=(0.0, 1e12)))
     fisher: str = field(default="", **_help("an `e2wm fisher` output (ewc_lora, ewc)"))
+    fisher_scale: Literal["e2wm_int8", "raw", "mean"] = field(default="e2wm_int8", **_help(
+        "what the penalty multiplies: e2wm_int8 (E2WM's row-wise int8 codes of F, 0-127, on which its λ was "
+        "set), raw (F as computed) or mean (F / its mean over the covered weights)"))
     corpus: str = field(default="builtin:pydoc", **_help("general text for `kl` (as `e2wm fisher --corpus`)"))
     kl_batch_size: int = field(default=4, **_help("general-text rows per step for `kl`, over all ranks",
                                                   range=(1, MAX_ROWS)))
     kl_max_length: int = field(default=256, **_help("tokens per general-text row for `kl`", range=(2, MAX_TOKENS)))
+    corpus_start: int = field(default=0, **_help("`kl` reads the corpus's documents from this one on (so that "
+                                                 "they can be kept apart from evaluation's)", range=(0, 10**8)))
+    corpus_end: int | None = field(default=None, **_help("... up to this one, excluded (unset: to the end)",
+                                                         range=(1, 10**8)))
 
     def __post_init__(self):
         check_ranges(self, "regularizer.")
+        if self.corpus_end is not None and self.corpus_end <= self.corpus_start:
+            raise E2WMError(f"regularizer.corpus_end={self.corpus_end}: must be above "
+                            f"regularizer.corpus_start={self.corpus_start}")
 
 
 @dataclass(frozen=True)
@@ -207,13 +229,13 @@ def load_train_config(path: str | None, sets: list[str] | None = None) -> TrainC
 
 
 def gradient_accumulation(cfg: TrainConfig, world: int) -> int:
-    """Micro-batches per rank per step, so that world × micro × accumulation = the global batch."""
+    """Micro-batches per rank per step: the fewest with world × micro × accumulation >= the global batch.
+
+    Any world size works: the global batch is dealt over those slots (`data.deal`), an empty slot runs
+    a zero-weight filler row, and the loss is normalised over the whole global batch's answer tokens,
+    so the update does not depend on how the rows were split."""
     o = cfg.optim
-    per_step = world * o.micro_batch_size
-    if o.global_batch_size % per_step:
-        raise E2WMError(f"optim.global_batch_size: {o.global_batch_size} is not a multiple of "
-                        f"world size {world} × optim.micro_batch_size {o.micro_batch_size}")
-    return o.global_batch_size // per_step
+    return -(-o.global_batch_size // (world * o.micro_batch_size))
 
 
 def validate(cfg: TrainConfig, world: int, resume: str | None = None, force: bool = False) -> None:
@@ -224,7 +246,6 @@ def validate(cfg: TrainConfig, world: int, resume: str | None = None, force: boo
     from e2wm.train.export import RUN_INFO
     from e2wm.train.model import check_model_spec
 
-    gradient_accumulation(cfg, world)
     check_model_spec(cfg.model.name_or_path)
     # a run's folder holds run.json from its first step on; a user's folder (even with a config.yaml,
     # which a run would overwrite) is refused without --force
@@ -234,6 +255,13 @@ def validate(cfg: TrainConfig, world: int, resume: str | None = None, force: boo
     if cfg.regularizer.kind in ("ewc_lora", "ewc"):
         from e2wm.train.fisher_io import check_fisher
         check_fisher(cfg.regularizer.fisher)
+    if cfg.regularizer.kind == "ewc":   # full fine-tuning trains every weight: a weight F misses is unpenalised
+        from e2wm.train.fisher_io import fisher_path, open_fisher
+        with open_fisher(cfg.regularizer.fisher) as fh:
+            modules = (fh.metadata() or {}).get("modules", "unrecorded")
+        if modules != "all":
+            raise E2WMError(f"regularizer.fisher: {fisher_path(cfg.regularizer.fisher)} covers {modules} weights, "
+                            f"but kind ewc trains every weight; compute it with `e2wm fisher --modules all`")
     if cfg.regularizer.kind == "kl":
         from e2wm.train.corpus import check_corpus
         check_corpus(cfg.regularizer.corpus, "regularizer.corpus")

@@ -1,14 +1,18 @@
-"""Training rows -> token ids with answer weights, length-grouped global batches, padded micro-batches.
+"""Training rows -> token ids with answer weights, global batches, padded micro-batches.
 
-Text is E2WM's `f"{input} {ref}\\n"`, tokenised as one string; tokens that end after the prompt's
-last character are answer tokens and carry the row's task weight, all others weight 0. A row
-longer than `max_length` keeps its answer and loses the start of its prompt.
+Text is E2WM's `f"{input} {ref}\\n"`, tokenised by the shared rule (`e2wm.train.tokens`): tokens
+that end after the prompt's last character are answer tokens and carry the row's task weight, all
+others weight 0. A row longer than `max_length` keeps its answer and loses the start of its prompt
+(`prompt_start`), or, as E2WM's `truncation=True` did, loses its end, the answer first (`end`).
 
-Batches are a pure function of (seed, step): epoch e shuffles the rows with seed + e, cuts them into
-groups of `group_batches` global batches, sorts each group by length (so padding stays small) and
-shuffles the order of the batches. Nothing about the sampler needs saving but the step, and the
-global batch does not depend on the world size; within a step its rows are sorted by length and dealt
-to (micro-step, rank) slots, so ranks that wait for each other hold rows of similar length.
+Batches are a pure function of (seed, step): epoch e permutes the rows with (seed, e). `shuffle`
+(E2WM's sampler) cuts that permutation into consecutive global batches. `length_grouped` cuts it into
+groups of `group_batches` global batches, sorts each group by length (less padding) and shuffles the
+order of the batches; since the loss is normalised by each batch's answer tokens, this gives the
+tokens of short-answer tasks more weight than E2WM does. Nothing about the sampler needs saving but
+the step, and the global batch does not depend on the world size; within a step its rows are sorted
+by length and dealt to (micro-step, rank) slots, so ranks that wait for each other hold rows of
+similar length (this order does not change the update).
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import torch
 
 from e2wm.errors import E2WMError
 from e2wm.files import read_jsonl
+from e2wm.train.tokens import encode, encode_pairs
 
 
 @dataclass(frozen=True)
@@ -91,18 +96,19 @@ def read_rows(spec: str) -> list[dict]:
 
 # ---------------------------------------------------------------- tokenising
 
-def encode_rows(rows: list[dict], tokenizer, max_length: int, task_weights: dict | None = None):
-    """(examples, task names, rows truncated); see the module docstring for the answer mask."""
+def encode_rows(rows: list[dict], tokenizer, max_length: int, task_weights: dict | None = None,
+                truncation: str = "prompt_start"):
+    """(examples, task names, rows truncated); see the module docstring for the answer mask and `truncation`."""
     tasks = sorted({r["task"] for r in rows})
     index = {t: i for i, t in enumerate(tasks)}
-    texts = [f"{r['input']} {r['ref']}\n" for r in rows]
-    enc = tokenizer(texts, return_offsets_mapping=True, add_special_tokens=True)
+    pairs = encode_pairs(tokenizer, [(r["input"], r["ref"]) for r in rows], end="\n")
     bos = tokenizer.bos_token_id
     out, truncated = [], 0
-    for r, ids, offsets in zip(rows, enc["input_ids"], enc["offset_mapping"]):
-        boundary = len(r["input"])
-        start = next((i for i, (a, b) in enumerate(offsets) if b > boundary and b > a), len(ids))
-        if len(ids) > max_length:
+    for r, (ids, start) in zip(rows, pairs):
+        if len(ids) > max_length and truncation == "end":
+            truncated += 1
+            ids, start = ids[:max_length], min(start, max_length)
+        elif len(ids) > max_length:
             truncated += 1
             head = ids[:1] if bos is not None and ids and ids[0] == bos and start > 0 else []
             answer = ids[start:][:max_length - len(head)]
@@ -117,11 +123,12 @@ def encode_rows(rows: list[dict], tokenizer, max_length: int, task_weights: dict
 # ---------------------------------------------------------------- sampling
 
 class GlobalBatches:
-    """Length-grouped global batches as a pure function of (seed, step); see the module docstring."""
+    """Global batches as a pure function of (seed, step); see the module docstring."""
 
-    def __init__(self, lengths: list[int], global_batch: int, seed: int, group_batches: int = 16):
+    def __init__(self, lengths: list[int], global_batch: int, seed: int, sampling: str = "shuffle",
+                 group_batches: int = 16):
         self.lengths = np.asarray(lengths)
-        self.global_batch, self.seed, self.group = global_batch, seed, group_batches
+        self.global_batch, self.seed, self.sampling, self.group = global_batch, seed, sampling, group_batches
         self.steps_per_epoch = math.ceil(len(lengths) / global_batch)
         self._epoch, self._batches = None, None
 
@@ -129,13 +136,17 @@ class GlobalBatches:
         if self._epoch != epoch:
             rng = np.random.default_rng([self.seed, epoch])
             order = rng.permutation(len(self.lengths))
-            span = self.global_batch * self.group
-            batches = []
-            for g in range(0, len(order), span):
-                chunk = order[g:g + span]
-                chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
-                batches += [chunk[i:i + self.global_batch] for i in range(0, len(chunk), self.global_batch)]
-            self._epoch, self._batches = epoch, [batches[i] for i in rng.permutation(len(batches))]
+            if self.sampling == "shuffle":
+                batches = [order[i:i + self.global_batch] for i in range(0, len(order), self.global_batch)]
+            else:
+                span = self.global_batch * self.group
+                batches = []
+                for g in range(0, len(order), span):
+                    chunk = order[g:g + span]
+                    chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+                    batches += [chunk[i:i + self.global_batch] for i in range(0, len(chunk), self.global_batch)]
+                batches = [batches[i] for i in rng.permutation(len(batches))]
+            self._epoch, self._batches = epoch, batches
         return self._batches
 
     def batch(self, step: int) -> tuple[int, np.ndarray]:
@@ -145,14 +156,20 @@ class GlobalBatches:
 
 
 def deal(rows: np.ndarray, lengths, micro: int, world: int, accumulation: int) -> list[list[int]]:
-    """The global batch as world × accumulation slots of up to `micro` rows, longest first;
-    slot m * world + r is micro-step m of rank r. A short last batch leaves slots empty."""
+    """The global batch over world × accumulation slots (at least len(rows) / micro of them), longest
+    rows first; slot m * world + r is micro-step m of rank r. Slot sizes differ by at most one, the
+    larger ones taking the shorter rows so that ranks finish together; with fewer rows than slots some
+    stay empty."""
     order = sorted(rows.tolist(), key=lambda i: (-lengths[i], i))
-    return [order[s * micro:(s + 1) * micro] for s in range(world * accumulation)]
+    slots = world * accumulation
+    size, extra = divmod(len(order), slots)
+    ends = np.cumsum([size + (s >= slots - extra) for s in range(slots)]).tolist()
+    return [order[a:b] for a, b in zip([0, *ends[:-1]], ends)]
 
 
-def collate(examples: list[Example], pad_id: int, multiple: int, device) -> dict:
-    """Right-padded input_ids / attention_mask, per-token target weights and task ids, on `device`.
+def collate(examples: list[Example], pad_id: int, multiple: int, device, scales: list[float] | None = None) -> dict:
+    """Right-padded input_ids / attention_mask, per-token target weights (× the row's `scales`, its loss
+    normaliser) and task ids, on `device`.
 
     An empty slot becomes one 2-token row of weight 0: every rank must run the same number of
     forwards under ZeRO-3, and it adds nothing to the loss."""
@@ -169,7 +186,7 @@ def collate(examples: list[Example], pad_id: int, multiple: int, device) -> dict
     for i, e in enumerate(examples):
         ids[i, :len(e.ids)] = e.ids
         mask[i, :len(e.ids)] = 1
-        weights[i, e.answer_start:len(e.ids)] = e.weight
+        weights[i, e.answer_start:len(e.ids)] = e.weight * (scales[i] if scales else 1.0)
         tasks[i, :] = e.task
     return {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in
             {"input_ids": ids, "attention_mask": mask, "weights": weights, "tasks": tasks}.items()}
@@ -180,8 +197,7 @@ class GeneralText:
     round-robin to ranks; the same rows whatever the world size."""
 
     def __init__(self, texts: list[str], tokenizer, max_length: int, batch: int):
-        self.ids = [list(x) for x in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-                    if len(x) >= 2]
+        self.ids = [x for x in encode(tokenizer, texts, max_length) if len(x) >= 2]
         if not self.ids:
             raise E2WMError("regularizer.corpus: no text of 2 or more tokens")
         self.batch = batch

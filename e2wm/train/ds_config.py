@@ -1,8 +1,11 @@
 """DeepSpeed JSON from `ds_configs/` (or the user's file), with its "auto" values filled from the train config.
 
 The train config owns batch sizes, accumulation, precision and clipping: in the JSON these keys are
-"auto" or must agree with it. The global batch is fixed by the config, so a run resumed on another
-world size sees the same batches; gradient accumulation absorbs the difference.
+"auto" or must agree with it. The global batch (`optim.global_batch_size`) is e2wm's, fixed whatever
+the world size, so a run resumed on another world size sees the same batches. DeepSpeed's
+train_batch_size is its slot count, micro × accumulation × world (what DeepSpeed checks), which may
+exceed the global batch: the recipe deals the global batch over the slots and fills empty ones with
+zero-weight rows.
 """
 from __future__ import annotations
 
@@ -81,9 +84,11 @@ def deepspeed_config(cfg, world: int, hidden: int | None = None) -> dict:
         raise E2WMError(f"{where}: zero_optimization.stage: must be 0, 1, 2 or 3, got {stage!r}")
     o = cfg.optim
     gas = gradient_accumulation(cfg, world)
-    _own(ds, ("train_batch_size",), o.global_batch_size, "optim.global_batch_size", where)
+    _own(ds, ("train_batch_size",), o.micro_batch_size * gas * world,
+         f"micro × accumulation × world ({o.micro_batch_size} × {gas} × {world})", where)
     _own(ds, ("train_micro_batch_size_per_gpu",), o.micro_batch_size, "optim.micro_batch_size", where)
-    _own(ds, ("gradient_accumulation_steps",), gas, "optim.global_batch_size / (world × micro)", where)
+    _own(ds, ("gradient_accumulation_steps",), gas,
+         f"ceil(optim.global_batch_size {o.global_batch_size} / (world {world} × micro {o.micro_batch_size}))", where)
     _own(ds, ("gradient_clipping",), o.grad_clip, "optim.grad_clip", where)
     _own(ds, ("bf16", "enabled"), o.precision == "bf16", "optim.precision", where)
     _own(ds, ("fp16", "enabled"), o.precision == "fp16", "optim.precision", where)
@@ -96,7 +101,7 @@ def deepspeed_config(cfg, world: int, hidden: int | None = None) -> dict:
             if hidden is None:
                 zero.pop(key)   # DeepSpeed's default
             else:
-                zero[key] = int(share * hidden * hidden)
+                zero[key] = -(-int(share * hidden * hidden) // 64) * 64   # DeepSpeed wants aligned buckets
     if zero.get("stage3_param_persistence_threshold") == "auto":
         if hidden is None:
             zero.pop("stage3_param_persistence_threshold")
@@ -114,9 +119,9 @@ def deepspeed_config(cfg, world: int, hidden: int | None = None) -> dict:
 
 
 def _check_with_deepspeed(ds: dict, where: str) -> None:
-    """DeepSpeed's own validation of every key (types, unknown keys), before any model loads. The global
-    batch is left out of the view: DeepSpeed derives it from the world size it sees (1 before any process
-    group exists), and ours was checked against `world` above."""
+    """DeepSpeed's own validation of every key (types, unknown keys), before any model loads.
+    train_batch_size is left out of the view: DeepSpeed derives it from the world size it sees (1 before
+    any process group exists), and it was checked against `world` above."""
     from deepspeed.runtime.config import DeepSpeedConfig
 
     view = json.loads(json.dumps(ds))

@@ -70,6 +70,11 @@ def _is_local(spec: str) -> bool:
     return spec.startswith(("/", ".", "~")) or Path(spec).exists()
 
 
+def is_hub_id(spec: str) -> bool:
+    """`spec` names a hub model (fetched, or read from the cache): neither a builtin nor a local path."""
+    return spec != TINY and not spec.startswith("shape:") and not _is_local(spec)
+
+
 def _from_pretrained(load, spec: str, field: str = "model.name_or_path", **kw):
     """`load(local path or hub id, **kw)`; a spec it cannot load is one E2WMError line naming `field`."""
     from safetensors import SafetensorError

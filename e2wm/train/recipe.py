@@ -1,9 +1,10 @@
 """The training recipe (torchtune's lifecycle): setup -> train -> save -> export -> cleanup.
 
 One process (`e2wm train`), or one per rank under `deepspeed` / `torchrun` (`python -m e2wm.train`).
-Each optimizer step takes one global batch (same rows on any world size), splits it into
-world × accumulation micro-batches, and minimises E2WM's weighted answer loss plus the configured
-regulariser; see `objective`, `data` and `regularizers` for the parts.
+Each optimizer step takes one global batch (same rows on any world size), deals it over
+world × accumulation micro-batches (an empty one runs a filler row of weight 0), and minimises E2WM's
+weighted answer loss plus the configured regulariser; see `objective`, `data` and `regularizers` for
+the parts.
 """
 from __future__ import annotations
 
@@ -26,11 +27,11 @@ from e2wm.train import dist as edist
 from e2wm.train.config import TrainConfig, gradient_accumulation
 from e2wm.train.data import Example, GeneralText, GlobalBatches, collate, deal, encode_rows, read_rows
 from e2wm.train.ds_config import deepspeed_config, offloads_optimizer, zero_stage
-from e2wm.train.export import RUN_INFO, export
+from e2wm.train.export import KL_CORPUS, RUN_INFO, export
 from e2wm.train.metrics import Logger, count_params, flops_per_token, peak_flops
 from e2wm.train.model import (TINY, add_lora, base_name, fan_in_fan_out, load_model, load_tokenizer, lora_pairs,
                               model_config)
-from e2wm.train.objective import weighted_token_loss
+from e2wm.train.objective import row_normalisers, weighted_token_loss
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -64,6 +65,12 @@ class Recipe:
         self.resume_dir, state = self._find_resume()
         saved = ckpt.load_trainable(self.resume_dir) if self.resume_dir is not None and cfg.lora.enabled else None
         rows = read_rows(cfg.data.path)
+        r = cfg.regularizer
+        general, self.kl_corpus = [], None   # the kl regulariser's documents and their record (run.json, export)
+        if r.kind == "kl":
+            from e2wm.train.corpus import read_range
+            general, self.kl_corpus = read_range(r.corpus, r.corpus_start, r.corpus_end,
+                                                 "regularizer.corpus_start..corpus_end")
         self.tokenizer = load_tokenizer(cfg.model.name_or_path, cfg.model.trust_remote_code)
         self.own_group = not dist.is_initialized()   # a caller that set up the group keeps it
         self.rank, self.world = edist.init_distributed()
@@ -74,10 +81,8 @@ class Recipe:
         self.start = state["step"] if state else 0
         self._build_engine(saved)
         self.reg, self.general = self._regularizer(), None
-        if cfg.regularizer.kind == "kl":
-            from e2wm.train.corpus import load_texts
-            self.general = GeneralText(load_texts(cfg.regularizer.corpus), self.tokenizer,
-                                       cfg.regularizer.kl_max_length, cfg.regularizer.kl_batch_size)
+        if r.kind == "kl":
+            self.general = GeneralText(general, self.tokenizer, r.kl_max_length, r.kl_batch_size)
         if self.resume_dir is not None:   # after the regulariser took θ* from the pretrained weights
             if cfg.lora.enabled:
                 ckpt.restore_optimizer(self.engine, saved, state["optimizer_steps"], self._zero_loss)
@@ -95,9 +100,11 @@ class Recipe:
             raise E2WMError(f"{self.resume_dir}: data.path {cfg.data.path} holds other rows than when this run "
                             f"started; use another `out`, or --set checkpoint.resume=never to start over")
         self.examples, self.tasks, truncated = encode_rows(rows, self.tokenizer, cfg.data.max_length,
-                                                           cfg.data.task_weights)
+                                                           cfg.data.task_weights, cfg.data.truncation)
         self.lengths = [len(e.ids) for e in self.examples]
-        self.batches = GlobalBatches(self.lengths, cfg.optim.global_batch_size, cfg.seed, cfg.data.group_batches)
+        self.answer_tokens = [e.answer_tokens for e in self.examples]
+        self.batches = GlobalBatches(self.lengths, cfg.optim.global_batch_size, cfg.seed, cfg.data.sampling,
+                                     cfg.data.group_batches)
         return truncated
 
     def _build_engine(self, saved) -> None:
@@ -170,7 +177,11 @@ class Recipe:
             params = {k: named[k] for k in keys if k in named}
             if missing:
                 raise E2WMError(f"regularizer.fisher: {r.fisher} covers {missing[0]}, which this model lacks")
-        fisher = read_for_params(r.fisher, params, self.device)
+            unpenalised = next((n for n, p in named.items() if p.requires_grad and n not in params), None)
+            if unpenalised is not None:   # full fine-tuning: a weight F misses would drift freely
+                raise E2WMError(f"regularizer.fisher: {r.fisher} has no entry for {unpenalised}, which kind ewc "
+                                f"trains; compute it with `e2wm fisher --modules all`")
+        fisher = read_for_params(r.fisher, params, self.device, scale=r.fisher_scale)
         if self.stage == 3:
             return R.Zero3EWCLoRA(module, fisher, r.lam) if r.kind == "ewc_lora" else R.Zero3EWC(params, fisher, r.lam)
         return R.make_regularizer(r.kind, module, fisher=fisher, lam=r.lam)
@@ -197,6 +208,8 @@ class Recipe:
             targets = sorted({name.rsplit(".", 2)[-2] for name, *_ in lora_pairs(module)})
             info["lora_config"] = {"r": cfg.lora.r, "alpha": cfg.lora.alpha, "dropout": cfg.lora.dropout,
                                    "target_modules": targets, "fan_in_fan_out": fan_in_fan_out(module)}
+        if self.kl_corpus is not None:
+            info[KL_CORPUS] = self.kl_corpus
         write_json(self.out / RUN_INFO, info)
         self.tokenizer.save_pretrained(str(self.out / "tokenizer"))
         getattr(module, "base_model", module).config.save_pretrained(str(self.out / "base_config"))
@@ -205,9 +218,9 @@ class Recipe:
         self.logger.print(
             f"e2wm train: {cfg.model.name_or_path} ({self.n_params:,} parameters, {trainable:,} "
             f"trainable), {len(self.examples)} rows in {len(self.tasks)} tasks ({truncated} truncated to "
-            f"{cfg.data.max_length} tokens), {self.world} rank(s) × {self.gas} micro-batch(es) of "
-            f"{cfg.optim.micro_batch_size} = {cfg.optim.global_batch_size} rows per step, ZeRO-{self.stage}, "
-            f"{cfg.optim.precision} on {self.device.type}, regularizer {cfg.regularizer.kind}; "
+            f"{cfg.data.max_length} tokens), {cfg.optim.global_batch_size} rows per step ({cfg.data.sampling}) "
+            f"over {self.world} rank(s) × {self.gas} micro-batch(es) of <= {cfg.optim.micro_batch_size}, "
+            f"ZeRO-{self.stage}, {cfg.optim.precision} on {self.device.type}, regularizer {cfg.regularizer.kind}; "
             + (f"steps {self.start + 1}..{self.total}" if self.start < self.total else f"all {self.total} steps done")
             + (f" (resumed from {self.resume_dir})" if self.resume_dir else ""))
 
@@ -242,21 +255,22 @@ class Recipe:
             t0 = time.perf_counter()
             epoch, rows = self.batches.batch(step)
             slots = deal(rows, self.lengths, micro, world, gas)
-            answer = max(1, sum(self.examples[i].answer_tokens for i in rows))
+            norm = row_normalisers(rows, self.answer_tokens, cfg.optim.global_batch_size, cfg.optim.loss_groups)
             lr = lr_at(cfg, step, self.total)
             for g in engine.optimizer.param_groups:
                 g["lr"] = lr
             # dropout masks from (seed, step, rank): a resumed run draws the same ones, with no RNG state saved
             torch.manual_seed(int(np.random.SeedSequence([cfg.seed, step, self.rank]).generate_state(1)[0]))
-            # [Σ w·ℓ, penalty share, per-task Σ ℓ, per-task token counts], summed over ranks below
+            # [normalised Σ w·ℓ, penalty share, per-task Σ ℓ, per-task token counts], summed over ranks below
             stats = torch.zeros(2 + 2 * n_tasks, dtype=torch.float64, device=self.device)
             for m in range(gas):
-                batch = collate([self.examples[i] for i in slots[m * world + self.rank]],
-                                self.tokenizer.pad_token_id, cfg.data.pad_to_multiple_of, self.device)
+                slot = slots[m * world + self.rank]
+                batch = collate([self.examples[i] for i in slot], self.tokenizer.pad_token_id,
+                                cfg.data.pad_to_multiple_of, self.device, [norm[i] for i in slot])
                 engine.set_gradient_accumulation_boundary(m == gas - 1)
                 logits = engine(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
                 wsum, per_task, counts = weighted_token_loss(logits, batch, n_tasks)
-                loss = wsum * (world * gas / answer)
+                loss = wsum * (world * gas)   # DeepSpeed averages over ranks and accumulation steps
                 if m == 0:
                     term, share = self._penalty(step)
                     stats[1] += float(share)
@@ -273,8 +287,10 @@ class Recipe:
             dt = time.perf_counter() - t0
             tokens = sum(self.lengths[i] for i in rows)
             grad_norm = engine.get_global_grad_norm()
-            row = {"step": step + 1, "epoch": epoch, "loss": float(stats[0]) / answer, "lr": lr,
-                   "penalty": float(stats[1]) if cfg.regularizer.kind != "none" else None,
+            penalty = float(stats[1]) if cfg.regularizer.kind != "none" else None
+            row = {"step": step + 1, "epoch": epoch, "loss": float(stats[0]), "lr": lr, "penalty": penalty,
+                   # does λ bite? the penalty (λ included) as a share of the task loss
+                   "penalty_to_ce": None if penalty is None or not stats[0] else penalty / float(stats[0]),
                    "grad_norm": None if grad_norm is None else float(grad_norm), "tokens": tokens,
                    "tokens_per_s": tokens / dt, "mfu": tokens / dt * flops / (world * peak) if peak else None}
             for t, name in enumerate(self.tasks):

@@ -10,7 +10,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$out/gpus.txt"
 python -m pytest -q -m gpu tests/gpu -p no:cacheprovider 2>&1 | tee "$out/gpu_tests.log"
 for stage in 2 3; do
   python -m e2wm.cli bench train --model shape:gpt-neo-1.3b --precision bf16 --zero-stage "$stage" \
-      --rows 160 --steps 4 --global-batch 16 --micro-batch 4 2>&1 | tail -2 | tee "$out/bench_train_z$stage.txt"
+      --rows 160 --steps 4 --global-batch 16 --micro-batch 4 2>&1 | tail -4 | tee "$out/bench_train_z$stage.txt"
 done
 python -m e2wm.cli bench fisher --model shape:gpt-neo-1.3b --precision bf16 --samples 32 --seq 512 \
     --micro-batch 8 2>&1 | tail -5 | tee "$out/bench_fisher.txt"

@@ -7,11 +7,13 @@ from e2wm.train import dist as edist
 
 @pytest.fixture(scope="session")
 def fisher_z3(tmp_path_factory, tiny_model_dir):
-    """A Fisher of the tiny model's q/v/lm_head weights, computed on 2 ranks at ZeRO-3 (torchrun)."""
+    """A Fisher of every weight of the tiny model, computed on 2 ranks at ZeRO-3 (torchrun): the ewc jobs
+    train every weight, the ewc_lora runs read their q/v/lm_head subset."""
     out = tmp_path_factory.mktemp("fisher-z3")
     check(launch(edist.torchrun_cmd(2, edist.free_port(), "e2wm.train.fisher", [
         "--model", str(tiny_model_dir), "--corpus", "builtin:pydoc", "--max-samples", "12", "--max-length", "64",
-        "--micro-batch", "2", "--zero-stage", "3", "--lora-targets", ",".join(TARGETS), "--out", str(out)])))
+        "--micro-batch", "2", "--zero-stage", "3", "--lora-targets", ",".join(TARGETS), "--modules", "all",
+        "--out", str(out)])))
     return out
 
 
@@ -22,7 +24,7 @@ def base_config(tiny_model_dir, built_dataset, fisher_z3) -> dict:
             "lora": {"r": 8, "alpha": 32, "dropout": 0.0, "target_modules": TARGETS},
             "data": {"path": str(built_dataset), "max_length": 256},
             "optim": {"lr": 1e-2, "epochs": 3, "global_batch_size": 8, "micro_batch_size": 2, "precision": "fp32"},
-            "regularizer": {"kind": "ewc_lora", "lam": 1000.0, "fisher": str(fisher_z3)},
+            "regularizer": {"kind": "ewc_lora", "lam": 1000.0, "fisher": str(fisher_z3), "fisher_scale": "raw"},
             "deepspeed": {"config": "zero2"},
             "checkpoint": {"every": 4, "keep_last": 2},
             "logging": {"every": 9, "tensorboard": True}}

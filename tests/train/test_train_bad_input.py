@@ -68,6 +68,7 @@ def ws(tmp_path_factory, tiny_model_dir):
     (w / "ds-bf16.json").write_text('{"bf16": 5}')
     (w / "ds-latin1.json").write_bytes(b'{"x": "caf\xe9"}')
     (w / "ds-list.json").write_text("[1, 2]")
+    (w / "ds-batch.json").write_text('{"train_batch_size": 7}')   # DeepSpeed: not micro × accumulation × world
     # output folders
     (w / "outfile").write_text("mine")
     (w / "foreign").mkdir()
@@ -92,6 +93,8 @@ def ws(tmp_path_factory, tiny_model_dir):
     save_fisher(w / "fisher-nan", {k: torch.full_like(v, float("nan")) for k, v in
                                    compute_fisher(add_lora(tiny_causal_lm()), TEXTS, byte_tokenizer(),
                                                   max_length=32)[0].items()}, {"model": "tiny"})
+    partial, meta = compute_fisher(add_lora(tiny_causal_lm()), TEXTS, byte_tokenizer(), max_length=32, modules="all")
+    save_fisher(w / "fisher-partial", {k: v for k, v in partial.items() if k != "model.norm.weight"}, meta)
     for name in ("empty", "other", "names", "shape", "meta", "nan", "dir-file"):
         config(f"fisher-{name}.yaml", regularizer={"kind": "ewc_lora", "fisher": str(w / f"fisher-{name}")})
     for name in ("garbage", "truncated"):
@@ -228,7 +231,8 @@ CASES = [
     (T("deepspeed.config=WS/ds-latin1.json"), ["ds-latin1.json", "UTF-8"]),
     (T("deepspeed.config=WS/ds-list.json"), ["ds-list.json"]),
     (T("deepspeed.config=WS/nojsonl"), ["deepspeed.config", "nojsonl"]),
-    (T("optim.global_batch_size=20", "optim.micro_batch_size=3"), ["optim.global_batch_size"]),
+    (T("deepspeed.config=WS/ds-batch.json"), ["ds-batch.json", "train_batch_size is 7"]),
+    (T("data.sampling=sorted"), ["data.sampling"]),
     (["train", "--set", "nonsense"], ["--set"]),
     # ---- config files
     (T(config="dup.yaml"), ["dup.yaml", "duplicate key"]),
@@ -269,11 +273,19 @@ CASES = [
     (T(config="fisher-meta.yaml"), ["regularizer.fisher", "weight_sums"]),
     (T("regularizer.kind=ewc_lora", "regularizer.fisher="), ["regularizer.fisher"]),
     (T("regularizer.kind=kl", "regularizer.corpus=WS/no-such.txt"), ["regularizer.corpus"]),
+    (T("regularizer.kind=kl", "regularizer.corpus_start=5", "regularizer.corpus_end=5"), ["regularizer.corpus_end"]),
+    # full fine-tuning trains every weight: a Fisher of the LoRA targets leaves most unpenalised
+    (T("lora.enabled=false", "regularizer.kind=ewc", "regularizer.fisher=WS/fisher-real"),
+     ["regularizer.fisher", "fisher-real", "lora-targets", "e2wm fisher --modules all"]),
     # these load the tiny model: only the model can tell a Fisher of another model
     (T(config="fisher-other.yaml"), ["regularizer.fisher", "another model"]),
     (T(config="fisher-names.yaml"), ["regularizer.fisher", "has no entry"]),
     (T(config="fisher-shape.yaml"), ["regularizer.fisher", "shape"]),
     (T(config="fisher-nan.yaml"), ["regularizer.fisher", "NaN"]),
+    (T("lora.enabled=false", "regularizer.kind=ewc", "regularizer.fisher=WS/fisher-partial"),
+     ["regularizer.fisher", "no entry for model.norm.weight", "e2wm fisher --modules all"]),
+    (T("regularizer.kind=kl", "regularizer.corpus_start=70", "regularizer.corpus_end=90"),
+     ["regularizer.corpus_start..corpus_end", "70..89", "builtin:pydoc"]),
     # ---- e2wm fisher
     ([*FI, "--out", "WS/f", "--micro-batch", "-2"], ["--micro-batch"]),
     ([*FI, "--out", "WS/f", "--micro-batch", "x"], ["--micro-batch"]),

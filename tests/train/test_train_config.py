@@ -46,7 +46,7 @@ def no_heavy_work(monkeypatch):
     (["regularizer.kind=l2"], "regularizer.kind"),
     (["deepspeed.zero_stage=5"], "deepspeed.zero_stage"),                    # ZeRO stage outside 0-3
     (["deepspeed.config=zero7"], "deepspeed.config"),
-    (["optim.global_batch_size=20", "optim.micro_batch_size=3"], "optim.global_batch_size"),
+    (["data.sampling=random"], "data.sampling"),
     (["optim.micro_batch_size=0"], "optim.micro_batch_size"),
     (["optim.precision=bf16", "deepspeed.zero_stage=0"], "deepspeed.zero_stage"),
     (["lora.dropout=1.5"], "lora.dropout"),
@@ -70,10 +70,22 @@ def test_errors_name_the_file(tmp_path, no_heavy_work, capsys):
     assert f"{f}" in err and "optim.global_batch_size" in err
 
 
-def test_batch_sizes_must_divide_on_this_world_size(good, no_heavy_work, capsys, monkeypatch):
+def test_any_world_size_trains_and_what_deepspeed_would_refuse_names_its_key(good, tmp_path, no_heavy_work, capsys,
+                                                                             monkeypatch):
+    """20 rows in micro-batches of 2 on 3 ranks: 4 accumulation steps, 24 slots (issue 20). A DeepSpeed JSON whose
+    fixed train_batch_size is not micro × accumulation × world on this world size fails in one line naming it."""
     monkeypatch.setenv("WORLD_SIZE", "3")   # as a launcher would set it
-    assert main(["--config", str(good), "--set", "optim.global_batch_size=20", "--set", "optim.micro_batch_size=2"]) == 2
-    assert "world size 3" in capsys.readouterr().err
+    batch = ["--set", "optim.global_batch_size=20", "--set", "optim.micro_batch_size=2"]
+    with pytest.raises(AssertionError, match="heavy work started"):   # the config passed every check
+        main(["--config", str(good), *batch])
+    mine = tmp_path / "ds.json"
+    mine.write_text(json.dumps({"train_batch_size": 20}))
+    assert main(["--config", str(good), *batch, "--set", f"deepspeed.config={mine}"]) == 2
+    err = capsys.readouterr().err
+    assert "ds.json: train_batch_size is 20" in err and "(2 × 4 × 3) gives 24" in err, err
+    monkeypatch.setenv("WORLD_SIZE", "5")   # 2 × 2 × 5 = 20: the same JSON is fine on 5 ranks
+    with pytest.raises(AssertionError, match="heavy work started"):
+        main(["--config", str(good), *batch, "--set", f"deepspeed.config={mine}"])
 
 
 def test_user_deepspeed_json(tmp_path, good):
@@ -86,11 +98,17 @@ def test_user_deepspeed_json(tmp_path, good):
     ds = deepspeed_config(cfg, world=5, hidden=64)
     assert ds["train_batch_size"] == 20 and ds["train_micro_batch_size_per_gpu"] == 4
     assert ds["gradient_accumulation_steps"] == gradient_accumulation(cfg, 5) == 1
+    uneven = deepspeed_config(cfg, world=3)   # 20 rows over 3 ranks × 2 steps × 4: DeepSpeed's batch is 24 slots
+    assert (uneven["train_batch_size"], uneven["gradient_accumulation_steps"]) == (24, 2)
     assert ds["zero_optimization"]["reduce_bucket_size"] == 64 * 64 and ds["bf16"]["enabled"] is False
     assert ds["wall_clock_breakdown"] is True          # the user's other settings stay
     mine.write_text(json.dumps({"train_micro_batch_size_per_gpu": 8}))
     with pytest.raises(E2WMError, match="train_micro_batch_size_per_gpu is 8 but optim.micro_batch_size"):
         deepspeed_config(cfg, world=5)
+    mine.write_text(json.dumps({"gradient_accumulation_steps": 1}))   # right on 5 ranks, not on 2
+    assert deepspeed_config(cfg, world=5)["gradient_accumulation_steps"] == 1
+    with pytest.raises(E2WMError, match=r"gradient_accumulation_steps is 1 but ceil\(optim.global_batch_size 20"):
+        deepspeed_config(cfg, world=2)
     mine.write_text('{"zero_optimization": {"stage": 7}}')
     with pytest.raises(E2WMError, match=r"ds.json: zero_optimization.stage"):
         deepspeed_config(cfg, world=5)
