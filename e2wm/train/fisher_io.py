@@ -5,6 +5,16 @@ run on M ranks reads only the rows its partitions cover (`get_slice`), so a rank
 whole Fisher. The metadata's per-weight Σ|W| tells a Fisher of another model from one of this model.
 Every read failure (a directory, a truncated or foreign file, garbage metadata, NaN values) is an
 E2WMError naming the file and the field or flag that gave it.
+
+What the penalty multiplies is a named choice (`SCALES`, `regularizer.fisher_scale`):
+* ``e2wm_int8``: what E2WM's `run.py` multiplied. It loaded its saved Fisher with `load_in_8bit=True`;
+  bitsandbytes cast each linear weight to fp16 and replaced it with its row-wise absmax int8 codes,
+  round(127 · F_jk / max_k |F_jk|), keeping the scale apart where `run.py` never read it
+  (../shared/notes/e2wm-paper.md §3.3). E2WM's λ (2 for 1.3B, 0.5 for 6B) is on that 0-127 scale.
+  A row is a row of the stored tensor (an nn.Linear's output row); a 1-D tensor is one row; a zero row
+  gives zero codes; fp16 flushes tiny values to zero as E2WM's checkpoint did.
+* ``raw``: F as computed (its entries are tiny: E2WM's λ on it is plain LoRA).
+* ``mean``: F divided by its mean over every covered weight, so λ means the same on any model size.
 """
 from __future__ import annotations
 
@@ -19,6 +29,7 @@ from e2wm.errors import E2WMError
 from e2wm.files import input_file, settle
 
 FISHER_FILE = "fisher.safetensors"
+SCALES = ("e2wm_int8", "raw", "mean")
 
 
 def atomic_save(tensors: dict, path: Path, metadata: dict) -> None:
@@ -130,24 +141,39 @@ def weight_sums(params: dict[str, torch.Tensor]) -> dict[str, float]:
     return out
 
 
-def _flat_range(sl, shape: list[int], start: int, end: int) -> torch.Tensor:
-    """Elements [start, end) of the row-major flattening of a stored tensor, reading whole rows only."""
+def int8_row_codes(rows: torch.Tensor) -> torch.Tensor:
+    """bitsandbytes' row-wise absmax int8 codes of fp16(`rows`) (rows × columns), as fp32: what E2WM's
+    penalty multiplied. Rounding is to nearest, ties to even; a zero row gives zeros."""
+    x = rows.to(torch.float16).float()
+    absmax = x.abs().amax(dim=1, keepdim=True)
+    codes = torch.round(x * (127.0 / absmax.clamp_min(torch.finfo(torch.float32).tiny)))
+    return torch.where(absmax > 0, codes, torch.zeros_like(codes))
+
+
+def _flat_range(sl, shape: list[int], start: int, end: int, rows_fn=None) -> torch.Tensor:
+    """Elements [start, end) of the row-major flattening of a stored tensor, reading whole rows only;
+    `rows_fn` maps the whole rows read (rows × columns, fp32) before the range is cut out of them."""
+    rows_fn = rows_fn or (lambda x: x)
     if len(shape) <= 1:
-        return sl[start:end].reshape(-1)
+        return rows_fn(sl[:].float().reshape(1, -1)).reshape(-1)[start:end]
     row = math.prod(shape[1:])
     r0, r1 = start // row, -(-end // row)
-    return sl[r0:r1].reshape(-1)[start - r0 * row:end - r0 * row]
+    return rows_fn(sl[r0:r1].float().reshape(r1 - r0, row)).reshape(-1)[start - r0 * row:end - r0 * row]
 
 
-def read_for_params(path, params: dict[str, torch.Tensor], device,
-                    field: str = "regularizer.fisher") -> dict[str, torch.Tensor]:
-    """The Fisher for `params` ({base name: parameter}), fp32 on `device`: full tensors, or for
-    ZeRO-3 parameters this rank's flat partition (ds_tensor-sized, zero-padded at the end).
+def read_for_params(path, params: dict[str, torch.Tensor], device, field: str = "regularizer.fisher",
+                    scale: str = "raw") -> dict[str, torch.Tensor]:
+    """The Fisher for `params` ({base name: parameter}) on the `scale` the penalty multiplies (see the
+    module docstring), fp32 on `device`: full tensors, or for ZeRO-3 parameters this rank's flat
+    partition (ds_tensor-sized, zero-padded at the end). A partition's int8 codes come from the whole
+    rows it touches, so a row split between ranks gets the codes of the whole row.
 
     Raises a named E2WMError when the file is unreadable, lacks a weight, has another shape, holds
     NaN / Infinity or negative values, or was computed for another model (Σ|W| differs)."""
     from safetensors import SafetensorError
 
+    if scale not in SCALES:
+        raise E2WMError(f"regularizer.fisher_scale: {scale!r} is not one of {', '.join(SCALES)}")
     p = fisher_path(path)
     with open_fisher(path, field) as fh:
         meta, sums = fisher_metadata(fh, p, field)
@@ -167,19 +193,48 @@ def read_for_params(path, params: dict[str, torch.Tensor], device,
                 raise E2WMError(f"{field}: {p} was computed for another model "
                                 f"({meta.get('model', '?')}): Σ|{name}| is {sums[name]:.6g} there, "
                                 f"{mine[name]:.6g} here")
+            n = math.prod(shape)
+            start, end, pn = 0, n, n
+            if hasattr(prm, "ds_tensor"):
+                import torch.distributed as dist
+                pn = prm.ds_tensor.numel()
+                start, end = min(dist.get_rank() * pn, n), min((dist.get_rank() + 1) * pn, n)
             try:
-                if hasattr(prm, "ds_tensor"):
-                    import torch.distributed as dist
-                    pn, n = prm.ds_tensor.numel(), math.prod(shape)
-                    start, end = min(dist.get_rank() * pn, n), min((dist.get_rank() + 1) * pn, n)
-                    part = torch.zeros(pn, dtype=torch.float32, device=device)
-                    part[:end - start] = _flat_range(sl, shape, start, end).float().to(device)
-                    out[name] = part
-                else:
-                    out[name] = sl[:].float().to(device)
+                values = _flat_range(sl, shape, start, end, lambda rows: _scaled_rows(rows, scale))
             except (OSError, SafetensorError, RuntimeError, TypeError) as e:   # a dtype torch cannot read
                 raise E2WMError(f"{field}: {p}: cannot read {name} ({str(e).splitlines()[0]})") from None
-            if not bool(torch.isfinite(out[name]).all()) or bool((out[name] < 0).any()):
-                raise E2WMError(f"{field}: {p}: {name} holds NaN, Infinity or negative values; "
-                                f"not a Fisher diagonal")
+            except ValueError as e:
+                raise E2WMError(f"{field}: {p}: {name} {e}") from None
+            part = torch.zeros(pn, dtype=torch.float32, device=device)
+            part[:end - start] = values.to(device)
+            out[name] = part if hasattr(prm, "ds_tensor") else part.view(shape)
+        if scale == "mean":
+            out = _mean_scaled(out, params, device, f"{field}: {p}")
         return out
+
+
+def _scaled_rows(rows: torch.Tensor, scale: str) -> torch.Tensor:
+    """Whole rows of a stored Fisher, checked, on the `scale` the penalty multiplies (before `mean`)."""
+    if not bool(torch.isfinite(rows).all()) or bool((rows < 0).any()):
+        raise ValueError("holds NaN, Infinity or negative values; not a Fisher diagonal")
+    if scale != "e2wm_int8":
+        return rows
+    if not bool(torch.isfinite(rows.to(torch.float16)).all()):
+        raise ValueError("exceeds fp16's range, which E2WM's fp16 checkpoint could not hold; "
+                         "use regularizer.fisher_scale raw or mean")
+    return int8_row_codes(rows)
+
+
+def _mean_scaled(fisher: dict[str, torch.Tensor], params: dict, device, where: str) -> dict[str, torch.Tensor]:
+    """F / (its mean over every covered weight); ZeRO-3 partitions add up over ranks (their padding is 0)."""
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    for v in fisher.values():
+        total += v.double().sum()
+    if any(hasattr(prm, "ds_tensor") for prm in params.values()):
+        import torch.distributed as dist
+        dist.all_reduce(total)
+    count = sum(prm.ds_numel if hasattr(prm, "ds_numel") else prm.numel() for prm in params.values())
+    mean = float(total) / count
+    if not mean > 0:
+        raise E2WMError(f"{where}: the Fisher is zero on every covered weight; fisher_scale mean cannot divide by it")
+    return {k: (v.double() / mean).float() for k, v in fisher.items()}

@@ -103,7 +103,7 @@ class Logger:
         if step % self.every == 0 or step == self.total:
             done = step - self.start
             eta = (time.time() - self.t0) / max(done, 1) * (self.total - step)
-            extra = "".join(f"  {k} {row[k]:.4g}" for k in ("penalty", "grad_norm", "mfu") if row.get(k) is not None)
+            extra = "".join(f"  {k} {row[k]:.4g}" for k in ("penalty", "penalty_to_ce", "grad_norm", "mfu") if row.get(k) is not None)
             self.print(f"step {step}/{self.total}  epoch {row['epoch']}  {info}  lr {row['lr']:.3g}{extra}  "
                        f"eta {eta:,.0f}s")
 

@@ -47,3 +47,73 @@ def test_flat_ranges_read_whole_rows_only():
     for start, end in ((0, 35), (3, 12), (14, 21), (20, 35), (34, 35)):
         assert torch.equal(_flat_range(t, [5, 7], start, end), t.reshape(-1)[start:end])
     assert torch.equal(_flat_range(torch.arange(9.0), [9], 2, 5), torch.arange(2.0, 5.0))
+
+
+# ---------------------------------------------------------------- fisher_scale
+
+def _saved(tmp_path, tensors):
+    from e2wm.train.fisher_io import save_fisher
+    return save_fisher(tmp_path, tensors, {"model": "hand", "modules": "lora-targets"})
+
+
+class _Part:
+    """A stand-in for a ZeRO-3 parameter: full shape `ds_shape`, a flat partition of `pn` elements."""
+    def __init__(self, shape, world):
+        n = torch.Size(shape).numel()
+        self.ds_shape, self.ds_numel = torch.Size(shape), n
+        self.ds_tensor = torch.empty(-(-n // world))
+
+
+def test_e2wm_int8_codes_by_hand(tmp_path):
+    """Row-wise absmax codes of fp16(F): 127 at each row's maximum, zeros for a zero row, fp16's flush
+    of tiny values, round-to-nearest."""
+    f = torch.tensor([[2.0, 1.0, 0.5, 0.0], [0.0, 0.0, 0.0, 0.0], [1e-9, 1e-3, 4e-3, 2e-3]])
+    got = read_for_params(_saved(tmp_path, {"w": f}), {"w": torch.empty(3, 4)}, "cpu", scale="e2wm_int8")["w"]
+    assert got.tolist() == [[127.0, 64.0, 32.0, 0.0], [0.0] * 4, [0.0, 32.0, 127.0, 64.0]]
+    raw = read_for_params(_saved(tmp_path, {"w": f}), {"w": torch.empty(3, 4)}, "cpu", scale="raw")["w"]
+    assert torch.equal(raw, f)
+
+
+@pytest.mark.parametrize("world", [2, 3, 5])
+def test_zero3_partitions_get_the_whole_rows_codes(tmp_path, monkeypatch, world):
+    """Rows that span partitions: each rank's slice equals the slice of the whole tensor's codes."""
+    import torch.distributed as dist
+
+    g = torch.Generator().manual_seed(0)
+    f = torch.rand(9, 7, generator=g)
+    f[4, 6] = 50.0     # row 4 (flat 28..34) spans partitions at every world size above
+    path = _saved(tmp_path, {"w": f})
+    whole = read_for_params(path, {"w": torch.empty(9, 7)}, "cpu", scale="e2wm_int8")["w"].reshape(-1)
+    pn = -(-63 // world)
+    for rank in range(world):
+        monkeypatch.setattr(dist, "get_rank", lambda: rank)
+        part = read_for_params(path, {"w": _Part((9, 7), world)}, "cpu", scale="e2wm_int8")["w"]
+        expect = torch.zeros(pn)
+        piece = whole[rank * pn:(rank + 1) * pn]
+        expect[:piece.numel()] = piece
+        assert torch.equal(part, expect), rank
+
+
+def test_mean_scale_divides_by_the_mean_over_covered_weights(tmp_path):
+    a, b = torch.full((2, 2), 3.0), torch.full((4,), 1.0)
+    got = read_for_params(_saved(tmp_path, {"a": a, "b": b}), {"a": torch.empty(2, 2), "b": torch.empty(4)}, "cpu",
+                          scale="mean")
+    mean = (12.0 + 4.0) / 8
+    assert torch.allclose(got["a"], a / mean) and torch.allclose(got["b"], b / mean)
+
+
+def test_unrepresentable_in_fp16_is_named_for_e2wm_int8(tmp_path):
+    path = _saved(tmp_path, {"w": torch.tensor([[1e6, 1.0]])})
+    with pytest.raises(E2WMError, match=r"w exceeds fp16's range.*fisher_scale raw or mean"):
+        read_for_params(path, {"w": torch.empty(1, 2)}, "cpu", scale="e2wm_int8")
+    assert read_for_params(path, {"w": torch.empty(1, 2)}, "cpu", scale="mean")["w"].sum() > 0
+
+
+def test_a_fisher_of_every_weight_serves_a_lora_run(fisher_dir, tmp_path):
+    """A pipeline with a full fine-tuning (ewc) run computes one Fisher over every weight; its ewc_lora runs
+    read their LoRA targets' entries from it, the same as from a Fisher of those alone."""
+    compute_fisher(add_lora(tiny_causal_lm()), ["some general text", "and some more of it"], byte_tokenizer(),
+                   max_length=32, out_dir=tmp_path, model_name="tiny", modules="all")
+    params = _params(add_lora(tiny_causal_lm()))
+    got, want = read_for_params(tmp_path, params, "cpu"), read_for_params(fisher_dir, params, "cpu")
+    assert got.keys() == want.keys() and all(torch.allclose(got[k], want[k], rtol=1e-5, atol=0) for k in got)
