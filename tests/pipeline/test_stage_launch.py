@@ -1,7 +1,6 @@
 """The stage launcher: the Fisher and training stages of a tiny setup on 2 Ray Train workers (gloo) give the
 same Fisher and the same adapter as on 2 torchrun ranks; a failing stage is one E2WMError line naming it."""
 import os
-import time
 
 import pytest
 import torch
@@ -74,14 +73,12 @@ def test_a_failing_stage_is_one_error_naming_it(launcher, tmp_path, request, cap
         request.getfixturevalue("ray_cluster")
     workers = 1 if launcher == "local" else 2
     lines = []
-    t0 = time.monotonic()
     with pytest.raises(E2WMError) as e:
         run_stage("fisher", ["--model", tmp_path / "no-model", "--out", tmp_path / "f"], launcher=launcher,
                   workers=workers, log=lines.append)
     message = str(e.value)
     assert "\n" not in message and message.startswith("stage fisher failed")
     assert f"--model: {tmp_path / 'no-model'}" in message
-    assert time.monotonic() - t0 < 120
     assert not (tmp_path / "f").exists()
     with pytest.raises(E2WMError, match="stage train failed.*no.yaml: no such config file"):
         run_stage("train", ["--config", tmp_path / "no.yaml"], launcher=launcher, workers=workers,

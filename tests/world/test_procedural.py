@@ -3,7 +3,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections import Counter, defaultdict
 
 import pytest
@@ -180,12 +179,6 @@ def test_bad_arguments_raise_scene_error(kwargs, message):
     with pytest.raises(SceneError, match=message):
         generate_apartment(args.pop("seed"), **args)
 
-
-def test_fast():
-    start = time.perf_counter()
-    for seed in range(20):
-        generate_apartment(seed, n_rooms=6, n_characters=2)
-    assert (time.perf_counter() - start) / 20 < 0.05
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
