@@ -181,17 +181,45 @@ def settle(path: str | Path) -> None:
     os.chmod(path, file_mode())
 
 
+def apart(out: str | Path, inputs, flag: str = "--out") -> None:
+    """Refuse an output folder that is, holds or lies inside any input it would be written from.
+
+    `inputs` maps what the user wrote (a flag or config key) to a path, or is a list of such pairs; an
+    input that is no local path (a hub id, `builtin:...`, None) is skipped. Symlinks are resolved, so
+    a link to the input is the input. `--force` does not lift this: writing would replace or change
+    the very files the command reads.
+    """
+    target = Path(out).resolve()
+    pairs = inputs.items() if isinstance(inputs, dict) else inputs
+    for name, spec in pairs:
+        if spec is None or str(spec).strip() == "" or not os.path.lexists(spec):
+            continue
+        src = Path(spec).resolve()
+        if src == target:
+            how = "is"
+        elif src.is_relative_to(target):
+            how = "holds"
+        elif target.is_relative_to(src):
+            how = "lies inside"
+        else:
+            continue
+        raise E2WMError(f"{flag} {out}: {how} the input {name} {spec}; writing there would change what it "
+                        f"reads; choose another directory")
+
+
 def output_dir(path: str | Path, flag: str = "--out", ours: tuple[str, ...] = (), force: bool = False,
-               fresh: bool = False) -> Path:
+               fresh: bool = False, inputs=()) -> Path:
     """Check an output folder before any work, without creating it.
 
     It may be absent or empty. A folder that holds files is ours to update only when it holds one
     of `ours` (e.g. a manifest) - unless `fresh`, where it must not exist at all; `force` adopts any
-    folder. A file where a folder is expected is refused.
+    folder. A file where a folder is expected is refused, and so is one that overlaps any of `inputs`
+    ({flag or key: path}, see `apart`).
     """
     if str(path).strip() == "":
         raise E2WMError(f"{flag}: the path is empty")
     p = Path(path)
+    apart(p, inputs, flag)
     if p.exists() or p.is_symlink():
         if not p.is_dir():
             raise E2WMError(f"{flag} {p}: exists and is not a directory")

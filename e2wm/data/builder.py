@@ -36,7 +36,7 @@ TASKS = (plan_generation, activity_recognition, counting, object_path)
 
 def build_data(episodes_dir: str | Path, out: str | Path, cfg: DataConfig, log=print,
                tokenizer: str | None = None) -> dict:
-    out = output_dir(out, "--out", fresh=True)
+    out = output_dir(out, "--out", fresh=True, inputs={"--episodes": episodes_dir, "--tokenizer": tokenizer})
     tok = _tokenizer(tokenizer) if tokenizer else None
     eps = load_episodes(episodes_dir)
     sp = split(eps, cfg.eval_fraction, cfg.unseen_fraction, cfg.seed)

@@ -249,7 +249,14 @@ def validate(cfg: TrainConfig, world: int, resume: str | None = None, force: boo
     check_model_spec(cfg.model.name_or_path)
     # a run's folder holds run.json from its first step on; a user's folder (even with a config.yaml,
     # which a run would overwrite) is refused without --force
-    output_dir(cfg.out, "out", ours=(RUN_INFO,), force=force)
+    how = resume or cfg.checkpoint.resume
+    reads = {"model.name_or_path": cfg.model.name_or_path, "data.path": cfg.data.path,
+             "deepspeed.config": cfg.deepspeed.config,
+             "regularizer.fisher": cfg.regularizer.fisher if cfg.regularizer.kind in ("ewc_lora", "ewc") else None,
+             "regularizer.corpus": cfg.regularizer.corpus if cfg.regularizer.kind == "kl" else None}
+    if how not in ("auto", "never") and not Path(how).resolve().is_relative_to(Path(cfg.out).resolve()):
+        reads["--resume" if resume else "checkpoint.resume"] = how   # a step of this run's own folder is fine
+    output_dir(cfg.out, "out", ours=(RUN_INFO,), force=force, inputs=reads)
     if not Path(cfg.data.path).exists():
         raise E2WMError(f"data.path: {cfg.data.path}: no such file or directory")
     if cfg.regularizer.kind in ("ewc_lora", "ewc"):
@@ -265,7 +272,6 @@ def validate(cfg: TrainConfig, world: int, resume: str | None = None, force: boo
     if cfg.regularizer.kind == "kl":
         from e2wm.train.corpus import check_corpus
         check_corpus(cfg.regularizer.corpus, "regularizer.corpus")
-    how = resume or cfg.checkpoint.resume
     if how not in ("auto", "never"):
         from e2wm.train.checkpoint import read_state
         read_state(how, "--resume" if resume else "checkpoint.resume")

@@ -63,6 +63,11 @@ def outside_file(tmp):
     return p
 
 
+def a_dir(path):
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def config(tmp, text, name="data.yaml"):
     p = tmp / name
     p.write_bytes(text if isinstance(text, bytes) else text.encode())
@@ -129,7 +134,12 @@ CASES = [
      "shard-00000.jsonl:1"),
     ("episode-seed-a-string", lambda t: bd(t, ep=shard_lines(t, first_episode(lambda e: {**e, "seed": "x"}))),
      "shard-00000.jsonl:1"),
-    ("out-exists", lambda t: ["build-data", "--episodes", str(episodes(t)), "--out", str(t / "ep")], "already exists"),
+    ("out-exists", lambda t: ["build-data", "--episodes", str(episodes(t)), "--out", str(a_dir(t / "old"))],
+     "already exists"),
+    ("out-is-the-episodes", lambda t: ["build-data", "--episodes", str(episodes(t)), "--out", str(t / "ep")],
+     ["--out", "is the input --episodes"]),
+    ("out-inside-the-episodes", lambda t: ["build-data", "--episodes", str(episodes(t)), "--out", str(t / "ep" / "d")],
+     ["--out", "lies inside the input --episodes"]),
     ("out-a-file", lambda t: ["build-data", "--episodes", str(episodes(t)), "--out", config(t, "x", "f.txt")],
      ["--out", "not a directory"]),
     ("out-empty", lambda t: ["build-data", "--episodes", str(episodes(t)), "--out", ""], "--out: the path is empty"),
