@@ -25,6 +25,7 @@ import torch
 
 from e2wm.errors import E2WMError
 from e2wm.files import read_jsonl
+from e2wm.train.corpus import load_saved_dataset, saved_dataset_errors
 from e2wm.train.tokens import encode, encode_pairs
 
 
@@ -60,17 +61,16 @@ def _jsonl_rows(path: Path) -> list[dict]:
 
 
 def _datasets_rows(path: Path) -> list[dict]:
-    from datasets import DatasetDict, load_from_disk
+    from datasets import DatasetDict
 
-    try:
-        ds = load_from_disk(str(path))
-    except (FileNotFoundError, ValueError) as e:
-        raise E2WMError(f"data.path: {path}: not a saved dataset ({str(e).splitlines()[0]})") from None
+    ds = load_saved_dataset(path, "data.path")
     if isinstance(ds, DatasetDict):
         if "train" not in ds:
             raise E2WMError(f"data.path: {path}: the DatasetDict has no \"train\" split ({', '.join(ds)})")
         ds = ds["train"]
-    return [_check_row(r, f"{path} row {i}", "default") for i, r in enumerate(ds)]
+    with saved_dataset_errors(path, "data.path"):
+        rows = ds.to_list()
+    return [_check_row(r, f"{path} row {i}", "default") for i, r in enumerate(rows)]
 
 
 def read_rows(spec: str) -> list[dict]:

@@ -114,8 +114,55 @@ def deepspeed_config(cfg, world: int, hidden: int | None = None) -> dict:
     offload = zero.get("offload_optimizer")
     if offload is not None and not isinstance(offload, dict):
         raise E2WMError(f"{where}: zero_optimization.offload_optimizer must be an object, got {offload!r}")
+    _check_optimizer_and_scheduler(ds, where)
     _check_with_deepspeed(ds, where)
     return ds
+
+
+def _check_optimizer_and_scheduler(ds: dict, where: str) -> None:
+    """The "optimizer" and "scheduler" sections name a type DeepSpeed can build, with a "params" object.
+    DeepSpeed looks the type up only when it builds one itself, so its config check passes any name. Its own
+    optimizers match in any case; other types are torch.optim (.lr_scheduler) class names, matched exactly."""
+    import inspect
+
+    import torch
+    from deepspeed.runtime.config import DEEPSPEED_OPTIMIZERS
+    from deepspeed.runtime.lr_schedules import VALID_LR_SCHEDULES
+
+    def torch_classes(module, base) -> list[str]:
+        return sorted(n for n, c in vars(module).items()
+                      if inspect.isclass(c) and issubclass(c, base) and c is not base and not n.startswith("_"))
+
+    optim, lr_scheduler = torch.optim, torch.optim.lr_scheduler
+    sections = {"optimizer": ([*DEEPSPEED_OPTIMIZERS], torch_classes(optim, optim.Optimizer), "torch.optim"),
+                "scheduler": ([*VALID_LR_SCHEDULES], torch_classes(lr_scheduler, lr_scheduler.LRScheduler),
+                              "torch.optim.lr_scheduler")}
+    for key, (own, from_torch, module) in sections.items():
+        section = ds.get(key)
+        if section is None:
+            continue
+        if not isinstance(section, dict):
+            raise E2WMError(f"{where}: {key} must be an object with \"type\" and \"params\", got {section!r:.60}")
+        kind = section.get("type")
+        if not isinstance(kind, str):
+            raise E2WMError(f"{where}: {key}.type must be a string naming the {key}, got {kind!r:.60}; known: "
+                            f"{', '.join(own)}, or a {module} class")
+        # DeepSpeed lower-cases an optimizer's name before looking for its own; scheduler names match exactly
+        known = kind.lower() in own if key == "optimizer" else kind in own
+        if not known and kind not in from_torch:
+            near = [n for n in own + from_torch if n.lower() == kind.lower()]
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            raise E2WMError(f"{where}: {key}.type {kind!r} is not a type DeepSpeed knows{hint}; known: "
+                            f"{', '.join(own)}, or a {module} class ({', '.join(from_torch)})")
+        params = section.get("params", {})
+        if not isinstance(params, dict):
+            raise E2WMError(f"{where}: {key}.params must be an object of {kind}'s arguments, got {params!r:.60}")
+        # a valid section would still do nothing: the recipe hands DeepSpeed its own optimizer and sets the
+        # learning rate every step, so DeepSpeed ignores both; say so rather than train with something else
+        owner = "optim.* (AdamW, or DeepSpeedCPUAdam under optimizer offload)" if key == "optimizer" else \
+            "optim.lr, optim.warmup_steps and optim.schedule"
+        raise E2WMError(f"{where}: {key} {kind!r}: e2wm sets the {key} from the train config's {owner}, and "
+                        f"DeepSpeed would ignore this section; remove it and set those instead")
 
 
 def _check_with_deepspeed(ds: dict, where: str) -> None:

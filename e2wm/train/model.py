@@ -7,6 +7,7 @@ architecture (E2WM used peft's defaults: q_proj/v_proj).
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -138,8 +139,60 @@ def load_model(spec: str, dtype: torch.dtype = torch.float32, trust_remote_code:
         return tiny_causal_lm().to(dtype)
     if spec.startswith("shape:"):
         return AutoModelForCausalLM.from_config(model_config(spec), dtype=dtype)
-    return _from_pretrained(AutoModelForCausalLM.from_pretrained, spec, field, dtype=dtype,
-                            trust_remote_code=trust_remote_code)
+    # transformers would log a many-line report and raise a RuntimeError that points at it for weights of
+    # another shape, and only log weights it initialised at random: hold the report, loading every weight
+    # it can, and refuse either case in one line; a good load logs the report as before
+    report = hf_logging.get_logger("transformers.modeling_utils")
+    held = _HeldReport()
+    report.addFilter(held)
+    try:
+        model, info = _from_pretrained(AutoModelForCausalLM.from_pretrained, spec, field, dtype=dtype,
+                                       trust_remote_code=trust_remote_code, output_loading_info=True,
+                                       ignore_mismatched_sizes=True)
+    finally:
+        report.removeFilter(held)
+    _check_loaded(model, info, spec, field)
+    for record in held.records:   # only unexpected weights left: transformers' own word on them
+        report.handle(record)
+    return model
+
+
+class _HeldReport(logging.Filter):
+    """Keeps back the records of transformers' weight-loading report."""
+
+    def __init__(self):
+        super().__init__()
+        self.records = []
+
+    def filter(self, record) -> bool:
+        if record.funcName == "log_state_dict_report":
+            self.records.append(record)
+            return False
+        return True
+
+
+def _check_loaded(model, info: dict, spec: str, field: str) -> None:
+    """Refuse a model whose config.json does not describe its weights: a weight of another shape, or one the
+    checkpoint lacks (transformers would initialise both at random; tied weights are not missing)."""
+    names = {id(p): n for n, p in model.named_parameters(remove_duplicate=False)}
+    embeddings = {names.get(id(getattr(m, "weight", None)))
+                  for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None}
+    mismatched = sorted(info.get("mismatched_keys") or [], key=lambda m: (m[0] not in embeddings, m[0]))
+    if mismatched:
+        key, in_file, by_config = mismatched[0]
+        more = f" (and {len(mismatched) - 1} more)" if len(mismatched) > 1 else ""
+        vocab = getattr(model.config, "vocab_size", None)
+        if key in embeddings and by_config[0] == vocab and in_file[0] != vocab:
+            keys = ", ".join(m[0] for m in mismatched if m[0] in embeddings)
+            raise E2WMError(f"{field}: {spec}: config.json says vocab_size {vocab} but the weights have "
+                            f"{in_file[0]} rows ({keys})")
+        raise E2WMError(f"{field}: {spec}: config.json does not match the weights: {key} is {list(in_file)} in "
+                        f"the weights but {list(by_config)} by config.json{more}")
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise E2WMError(f"{field}: {spec}: the weights lack {missing[0]}{more}, which config.json's model has "
+                        f"(transformers would start them random)")
 
 
 def default_targets(model) -> tuple[str, ...]:
