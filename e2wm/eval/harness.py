@@ -23,7 +23,7 @@ import torch
 from e2wm.data.eval_format import read_eval
 from e2wm.errors import E2WMError
 from e2wm.eval.config import EvalConfig
-from e2wm.files import input_dir, input_file, make_dir, output_dir, read_json, write_atomic, write_json
+from e2wm.files import input_file, make_dir, output_dir, write_atomic, write_json
 from e2wm.eval.executability import execute
 from e2wm.eval.metrics import exact_match, first_line, lcs_ratio, rouge
 from e2wm.eval.scoring import CALIBRATION_PROMPT, NORMS, option_scores
@@ -59,26 +59,36 @@ def default_norm(name: str) -> str:
     return "un" if name in UN_SUITES else "ln"
 
 
-def load(cfg: EvalConfig):
+def load(cfg: EvalConfig, adapter_shapes: dict | None = None):
+    """The model (with `--adapter` on it) on this rank's device, and its tokenizer. `adapter_shapes`:
+    what `check_adapter_files` found (read again when not given)."""
     from e2wm.train.dist import device
     from e2wm.train.model import load_model, load_tokenizer
-    model = load_model(cfg.model)
+    model = load_model(cfg.model, field="--model")
     if cfg.adapter:
-        model = _with_adapter(model, cfg)
-    return model.to(device()).eval(), load_tokenizer(cfg.model)
+        model = _with_adapter(model, cfg, adapter_shapes)
+    return model.to(device()).eval(), load_tokenizer(cfg.model, field="--model")
 
 
-def _with_adapter(model, cfg: EvalConfig):
-    from peft import PeftModel
+def check_adapter_files(cfg: EvalConfig) -> dict | None:
+    """`--adapter`'s config and tensors checked without any model (LoRA pairs, ranks, finite values):
+    their shapes, or None without an adapter."""
+    from e2wm.train.adapters import check_adapter, read_config
+
+    if not cfg.adapter:
+        return None
+    return check_adapter(*read_config(cfg.adapter))
+
+
+def _with_adapter(model, cfg: EvalConfig, shapes: dict | None = None):
     from safetensors import SafetensorError
-    path = input_dir(cfg.adapter, "adapter directory")
-    config = path / "adapter_config.json"
-    if not config.is_file():
-        raise E2WMError(f"--adapter {path}: not a LoRA adapter (no adapter_config.json)")
-    if not isinstance(read_json(config, "adapter config"), dict):
-        raise E2WMError(f"{config}: expected a JSON object")
+
+    from e2wm.train.adapters import load_onto
+
+    shapes = shapes if shapes is not None else check_adapter_files(cfg)
+    path = Path(cfg.adapter)
     try:
-        return PeftModel.from_pretrained(model, str(path))
+        return load_onto(model, path, shapes, f"--adapter {path} on {cfg.model}")
     except (RuntimeError, ValueError, KeyError, TypeError, OSError, SafetensorError) as e:
         why = " ".join(str(e).split())[:240] or type(e).__name__
         raise E2WMError(f"--adapter {path}: does not fit {cfg.model}: {why}") from None
@@ -147,15 +157,18 @@ def _items(model, tok, kind: str, rows, cfg: EvalConfig, rank: int, world: int) 
 
 def evaluate(cfg: EvalConfig, log=print) -> dict:
     from e2wm.train.model import check_model_spec
-    out = output_dir(cfg.out, "--out", ours=("results.json", "results.md"))
+    out = output_dir(cfg.out, "--out", ours=("results.json", "results.md"), inputs=[
+        ("--model", cfg.model), ("--adapter", cfg.adapter), ("--fisher", cfg.fisher), ("--ppl-corpus", cfg.ppl_corpus),
+        *(("--suites", s) for s in cfg.suites)])
     check_model_spec(cfg.model, "--model")
     files = suite_files(cfg)
     suites = {f.stem: (f, *read_eval(f)) for f in files}    # every file parses before the model loads
     texts = _ppl_texts(cfg)
+    shapes = check_adapter_files(cfg)   # a broken adapter is found before the model loads
     rank, world = _join()
     if rank:
         log = _quiet
-    model, tok = load(cfg)
+    model, tok = load(cfg, shapes)
     decoding = {"num_beams": cfg.num_beams, "max_new_tokens": cfg.max_new_tokens, "kept": "first line"}
     results = {"model": cfg.model, "adapter": cfg.adapter, "decoding": decoding, "suites": {}}
     for name, (path, kind, rows) in suites.items():
@@ -205,14 +218,11 @@ def _ppl_texts(cfg: EvalConfig) -> tuple[list[str], dict[str, str]] | None:
         return None
     from e2wm.train.corpus import load_texts
     from e2wm.train.export import kl_corpus
-    docs = load_texts(cfg.ppl_corpus)
+    docs = load_texts(cfg.ppl_corpus, field="--ppl-corpus")
     checks = {"fisher": "not checked (no --fisher): the Fisher reads a corpus's first documents"}
     if cfg.fisher:
         meta = _fisher_meta(cfg.fisher)
-        try:
-            used = int(meta.get("samples", 0))
-        except ValueError:
-            raise E2WMError(f"--fisher {cfg.fisher}: its metadata 'samples' is not a count") from None
+        used = int(meta.get("samples", 0))   # checked a whole number >= 1 by fisher_metadata
         checks["fisher"] = _apart(cfg, docs, "the Fisher", f"--fisher {cfg.fisher}", 0, used,
                                   meta.get("corpus_sha256"))
     kl = []
@@ -242,9 +252,9 @@ def _apart(cfg: EvalConfig, docs: list[str], who: str, artefact: str, start: int
 
 
 def _fisher_meta(spec: str) -> dict:
-    from e2wm.train.fisher_io import open_fisher
+    from e2wm.train.fisher_io import fisher_metadata, fisher_path, open_fisher
     with open_fisher(spec, "--fisher") as fh:
-        return dict(fh.metadata() or {})
+        return fisher_metadata(fh, fisher_path(spec), "--fisher")[0]
 
 
 def headline(s: dict) -> tuple[str, float]:

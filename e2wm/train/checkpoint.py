@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -58,6 +59,11 @@ def read_state(path, field: str = "--resume") -> dict:
                 raise TypeError(f"{key} is not {kind.__name__}")
         if state["step"] < 0 or state["world_size"] < 1 or state["optimizer_steps"] < 0:
             raise ValueError("negative step or world size")
+        if not isinstance(state.get("lora", False), bool):
+            raise TypeError("lora is not bool")
+        named = re.fullmatch(r"step-(\d+)", d.name)   # `save` names the folder after the step it holds
+        if named and int(named[1]) != state["step"]:
+            raise ValueError(f"step {state['step']} in the folder of step {int(named[1])}")
     except (ValueError, KeyError, TypeError) as e:
         raise E2WMError(f"{field}: {p}: not a readable e2wm checkpoint ({e.__class__.__name__}: {e})") from None
     if state.get("lora", (d / TRAINABLE).exists()):

@@ -8,6 +8,8 @@ given only the folder, can keep its perplexity documents apart from them.
 """
 from __future__ import annotations
 
+import json
+import math
 import os
 import shutil
 from contextlib import contextmanager
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from e2wm.errors import E2WMError
 from e2wm.train import checkpoint as ckpt
+from e2wm.train.adapters import check_adapter, check_pairs, load_onto
 
 RUN_INFO = "run.json"
 MARKER = "e2wm-export.json"   # marks a folder this module wrote, so a later export may replace it
@@ -22,7 +25,8 @@ KL_CORPUS = "kl_corpus"       # run.json's and the marker's record of the kl reg
 
 
 def _run_info(step_path: Path) -> tuple[Path, dict]:
-    """(run directory, its run.json) of a step directory, checked for the keys an export needs."""
+    """(run directory, its run.json) of a step directory, each field an export copies type-checked: a
+    wrong type would otherwise land in adapter_config.json and fail only when the adapter is used."""
     from e2wm.files import read_json
 
     run_dir = step_path.parent.parent
@@ -31,14 +35,43 @@ def _run_info(step_path: Path) -> tuple[Path, dict]:
         info = read_json(f, "run description")
     except E2WMError as e:
         raise E2WMError(f"{e}; is {step_path} a step directory of an `e2wm train` run?") from None
-    lora = info.get("lora_config") if isinstance(info, dict) else None
-    ok = isinstance(info, dict) and isinstance(info.get("base_model"), str) and isinstance(info.get("lora"), bool)
-    if ok and info["lora"]:
-        ok = isinstance(lora, dict) and all(k in lora for k in ("r", "alpha", "dropout", "target_modules",
-                                                                 "fan_in_fan_out"))
-    if not ok:
-        raise E2WMError(f"{f}: not the run description `e2wm train` writes (base_model, lora, lora_config)")
+    if not isinstance(info, dict):
+        raise E2WMError(f"{f}: not the run description `e2wm train` writes (a JSON object, not {type(info).__name__})")
+    checks = [("base_model", info, lambda v: isinstance(v, str) and v.strip() != "", "a model name or path"),
+              ("lora", info, lambda v: isinstance(v, bool), "true or false")]
+    if info.get("lora") is True:
+        lora = info.get("lora_config") if isinstance(info.get("lora_config"), dict) else {}
+        checks += [
+            ("lora_config", info, lambda v: isinstance(v, dict), "an object"),
+            ("lora_config.r", lora, lambda v: _number(v) and isinstance(v, int) and v > 0, "a positive integer"),
+            ("lora_config.alpha", lora, lambda v: _number(v) and v > 0, "a positive number"),
+            ("lora_config.dropout", lora, lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+            ("lora_config.target_modules", lora,
+             lambda v: isinstance(v, str) and v.strip() != "" or isinstance(v, list) and v != []
+             and all(isinstance(m, str) and m.strip() != "" for m in v), "a non-empty list of module names"),
+            ("lora_config.fan_in_fan_out", lora, lambda v: isinstance(v, bool), "true or false")]
+    if KL_CORPUS in info:
+        checks += [(KL_CORPUS, info, _is_kl_record, f"a record of {', '.join(_KL_TYPES)} (0 <= start < end)")]
+    for name, where, ok, expected in checks:
+        value = where.get(name.rsplit(".", 1)[-1], _MISSING)
+        if value is _MISSING or not ok(value):
+            shown = "missing" if value is _MISSING else f"{json.dumps(value)[:60]}"
+            raise E2WMError(f"{f}: {name} is {shown}, expected {expected}; not the run description `e2wm train` "
+                            f"writes")
     return run_dir, info
+
+
+_MISSING = object()
+_KL_TYPES = {"corpus": str, "start": int, "end": int, "corpus_sha256": str}
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_kl_record(rec) -> bool:
+    return (isinstance(rec, dict) and all(isinstance(rec.get(k), t) and not isinstance(rec.get(k), bool)
+                                          for k, t in _KL_TYPES.items()) and 0 <= rec["start"] < rec["end"])
 
 
 def resolve_step(path) -> Path:
@@ -53,18 +86,19 @@ def resolve_step(path) -> Path:
     return found
 
 
-def check_out(out, inputs: list[Path], force: bool) -> Path:
-    """`out` before any work: absent, empty, or an earlier export (`force`: any folder); never an input
-    or a folder holding one, since writing replaces the whole folder."""
+def check_out(out, inputs, force: bool) -> Path:
+    """`out` before any work: absent, empty, or an earlier export (`force`: any folder); never one that
+    is, holds or lies inside an input ({flag: path}; `e2wm.files.apart`), since writing replaces the folder."""
     from e2wm.files import output_dir
 
-    out = output_dir(out, "--out", ours=(MARKER,), force=force)
-    target = out.resolve()
-    for i in inputs:
-        src = Path(i).resolve()
-        if src == target or src.is_relative_to(target):
-            raise E2WMError(f"--out {out}: holds the input {i}; writing would replace it; choose another directory")
-    return out
+    return output_dir(out, "--out", ours=(MARKER,), force=force, inputs=inputs)
+
+
+def _run_inputs(step_path: Path, run_dir: Path) -> dict:
+    """What an export reads: the step folder and the run's description, tokenizer and base config (the
+    run folder itself may hold the export: training writes RUN/adapter)."""
+    return {"checkpoint": step_path, "run.json": run_dir / RUN_INFO, "tokenizer": run_dir / "tokenizer",
+            "base_config": run_dir / "base_config"}
 
 
 def kl_corpus(folder) -> dict | None:
@@ -79,9 +113,8 @@ def kl_corpus(folder) -> dict | None:
     rec = marker.get(KL_CORPUS) if isinstance(marker, dict) else None
     if rec is None:
         return None
-    types = {"corpus": str, "start": int, "end": int, "corpus_sha256": str}
-    if not isinstance(rec, dict) or not all(isinstance(rec.get(k), t) for k, t in types.items()):
-        raise E2WMError(f"{f}: {KL_CORPUS} is not a record of {', '.join(types)}")
+    if not _is_kl_record(rec):
+        raise E2WMError(f"{f}: {KL_CORPUS} is not a record of {', '.join(_KL_TYPES)} (0 <= start < end)")
     return rec
 
 
@@ -115,7 +148,7 @@ def export(step_path, out, force: bool = False) -> Path:
     """A checkpoint (or a run's newest) -> `out`: a PEFT adapter for LoRA runs, else an HF model."""
     step_path = resolve_step(step_path)
     run_dir, info = _run_info(step_path)
-    check_out(out, [step_path, run_dir], force)
+    check_out(out, _run_inputs(step_path, run_dir), force)
     return export_adapter(step_path, out) if info["lora"] else export_model(step_path, out)
 
 
@@ -129,9 +162,10 @@ def export_adapter(step_path, out) -> Path:
     tensors = ckpt.load_trainable(step_path)
     weights = {k[len("param/"):].replace(".default.", "."): v.contiguous()
                for k, v in tensors.items() if k.startswith("param/")}
-    if not weights or any(v.numel() == 0 for v in weights.values()):
+    if any(v.numel() == 0 for v in weights.values()):
         raise E2WMError(f"{step_path}: the checkpoint holds empty LoRA weights")
     lora = info["lora_config"]
+    check_pairs({k: tuple(v.shape) for k, v in weights.items()}, lora["r"], str(step_path / ckpt.TRAINABLE))
     tokenizer = _run_tokenizer(run_dir)
     with _writing(out, step_path, info.get(KL_CORPUS)) as tmp:
         save_file(weights, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
@@ -185,30 +219,25 @@ def export_model(step_path, out) -> Path:
 
 def merge(adapter_dir, out, base: str | None = None, force: bool = False) -> Path:
     """Base model + adapter -> one model that `AutoModelForCausalLM.from_pretrained` loads."""
-    from peft import PeftModel
     from safetensors import SafetensorError
     from transformers import AutoTokenizer
 
-    from e2wm.files import input_dir, read_json
+    from e2wm.train.adapters import read_config
     from e2wm.train.model import check_model_spec, load_model, load_tokenizer
 
-    adapter_dir = input_dir(adapter_dir, "adapter directory (--adapter)")
+    adapter_dir, cfg = read_config(adapter_dir)
     cfg_file = adapter_dir / "adapter_config.json"
-    try:
-        cfg = read_json(cfg_file, "PEFT adapter config")
-    except E2WMError as e:
-        raise E2WMError(f"--adapter: {e}; not a PEFT adapter directory") from None
-    if not isinstance(cfg, dict):
-        raise E2WMError(f"--adapter: {cfg_file}: expected a JSON object, not a PEFT adapter config")
     field = "--base" if base else f"{cfg_file}: base_model_name_or_path"
     base = base or cfg.get("base_model_name_or_path")
     if not isinstance(base, str) or not base:
         raise E2WMError(f"{cfg_file}: names no base model; pass --base")
     check_model_spec(base, field)
-    check_out(out, [adapter_dir], force)
+    check_out(out, {"--adapter": adapter_dir, field: base}, force)
+    shapes = check_adapter(adapter_dir, cfg)   # before the base model loads
     kl = kl_corpus(adapter_dir)   # a merged model read what its adapter read
     try:
-        merged = PeftModel.from_pretrained(load_model(base, field=field), str(adapter_dir)).merge_and_unload()
+        merged = load_onto(load_model(base, field=field), adapter_dir, shapes,
+                           f"--adapter {adapter_dir} on {base}").merge_and_unload()
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as e:
         raise E2WMError(f"--adapter {adapter_dir}: does not load onto {base} "
                         f"({(str(e).strip().splitlines() or [type(e).__name__])[0]})") from None

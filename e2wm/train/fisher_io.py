@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -78,16 +79,29 @@ def open_fisher(path, field: str = "regularizer.fisher"):
         raise E2WMError(f"{field}: {p}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
 
 
+# counts `fisher` writes into the metadata (as text): the least each may be
+COUNTS = {"samples": 1, "tokens": 1, "max_length": 1, "world_size": 1}
+
+
 def fisher_metadata(fh, p, field: str) -> tuple[dict[str, str], dict[str, float]]:
-    """(metadata, per-weight Σ|W|) of an open Fisher; garbage in `weight_sums` is a named error."""
+    """(metadata, per-weight Σ|W|) of an open Fisher, checked: a count below its COUNTS minimum or not a
+    whole number, a ZeRO stage other than none or 0..3, a Σ|W| that is not a finite number >= 0 is an
+    error naming `field`, the file and the key. A key left out is fine (a hand-made Fisher)."""
     meta = dict(fh.metadata() or {})
+    for key, least in COUNTS.items():
+        v = meta.get(key)
+        if v is not None and not (re.fullmatch(r"[+-]?\d+", v.strip()) and int(v) >= least):
+            raise E2WMError(f"{field}: {p}: metadata {key} is {v!r}, expected a whole number >= {least}")
+    stage = meta.get("zero_stage")
+    if stage is not None and stage not in ("none", "0", "1", "2", "3"):
+        raise E2WMError(f"{field}: {p}: metadata zero_stage is {stage!r}, expected none or 0..3")
     if "weight_sums" not in meta:
         return meta, {}
     try:
         sums = json.loads(meta["weight_sums"])
         if not isinstance(sums, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                 for v in sums.values()):
-            raise ValueError("not a mapping of names to numbers")
+                                                 and math.isfinite(v) and v >= 0 for v in sums.values()):
+            raise ValueError("not a mapping of names to finite sums >= 0")
     except ValueError as e:
         raise E2WMError(f"{field}: {p}: malformed weight_sums metadata ({e})") from None
     return meta, sums

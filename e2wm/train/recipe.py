@@ -70,7 +70,7 @@ class Recipe:
         if r.kind == "kl":
             from e2wm.train.corpus import read_range
             general, self.kl_corpus = read_range(r.corpus, r.corpus_start, r.corpus_end,
-                                                 "regularizer.corpus_start..corpus_end")
+                                                 "regularizer.corpus_start..corpus_end", field="regularizer.corpus")
         self.tokenizer = load_tokenizer(cfg.model.name_or_path, cfg.model.trust_remote_code)
         self.own_group = not dist.is_initialized()   # a caller that set up the group keeps it
         self.rank, self.world = edist.init_distributed()
@@ -79,6 +79,9 @@ class Recipe:
         truncated = self._load_data(rows, state)
         self.total = cfg.optim.max_steps or cfg.optim.epochs * self.batches.steps_per_epoch
         self.start = state["step"] if state else 0
+        if self.start > self.total:   # the trajectory hash fixes the total, so this state is not of this run
+            raise E2WMError(f"{'--resume' if self.resume_arg else 'checkpoint.resume'}: {self.resume_dir / ckpt.STATE}"
+                            f": step {self.start} is beyond this run's {self.total} steps; not a checkpoint of it")
         self._build_engine(saved)
         self.reg, self.general = self._regularizer(), None
         if r.kind == "kl":
@@ -156,6 +159,9 @@ class Recipe:
         params = [p for p in model.parameters() if p.requires_grad]
         if offloads_optimizer(self.ds):
             from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+            from e2wm.train import extensions
+            extensions.check_locks(["cpu_adam"])   # DeepSpeedCPUAdam JIT-builds it; a stale lock would hang
             return DeepSpeedCPUAdam(params, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
         return torch.optim.AdamW(params, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay,
                                  fused=self.device.type == "cuda")
