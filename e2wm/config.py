@@ -44,15 +44,43 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
 
 
 def load_yaml(text: str, where: str):
-    """YAML text -> value; malformed YAML, a duplicate key or too deep nesting names `where` and the line."""
+    """YAML text -> value; malformed YAML, a duplicate key, too deep nesting or a recursive alias names
+    `where` (and the line)."""
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         pos = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
         raise E2WMError(f"{where}{pos}: malformed YAML: {getattr(e, 'problem', None) or e}") from None
     except RecursionError:
         raise E2WMError(f"{where}: YAML nested too deeply") from None
+    if _holds_itself(data):
+        raise E2WMError(f"{where}: a recursive YAML alias (an anchor used inside its own value, like "
+                        f"`a: &x [*x]`); a config must be a tree")
+    return data
+
+
+def _holds_itself(value) -> bool:
+    """Whether a loaded YAML value contains itself (PyYAML builds `&x [*x]` as a list holding itself,
+    which every later walk would follow forever). Shared, acyclic aliases are fine; each container is
+    walked once, without recursion."""
+    done: set[int] = set()
+    stack = [(value, False)]
+    path: set[int] = set()   # the containers between the root and `v`
+    while stack:
+        v, leaving = stack.pop()
+        if leaving:
+            path.discard(id(v))
+            done.add(id(v))
+            continue
+        if not isinstance(v, (dict, list)) or id(v) in done:
+            continue
+        if id(v) in path:
+            return True
+        path.add(id(v))
+        stack.append((v, True))
+        stack += [(c, False) for c in (v.values() if isinstance(v, dict) else v)]
+    return False
 
 
 def read_yaml(path: str | Path | None, preset: str) -> tuple[dict, str]:

@@ -45,6 +45,46 @@ def test_bad_command_line(cli_error, argv, names):
     cli_error(argv, names)
 
 
+# YAML whose alias holds itself: PyYAML builds a list that contains itself, which every later walk (deep
+# copies, typed building, hashing) would follow until RecursionError
+RECURSIVE = {
+    "list": "activities: &x [*x]\n",
+    "nested": "workers: 2\nscenes: [1, &x [2, [3, *x]]]\n",
+    "in-a-mapping": "runs:\n  lora: {regularizer: &x [{kind: *x}]}\n",
+}
+
+
+def _config(tmp, text):
+    p = tmp / "job.yaml"
+    p.write_text(text)
+    return p
+
+
+# (id, command line from (tmp_path, config file)): every command that takes --config
+CONFIG_COMMANDS = [
+    ("collect", lambda t, c: ["collect", "--config", c, "--out", t / "out"]),
+    ("collect-check", lambda t, c: ["collect", "--config", c, "--check"]),
+    ("build-data", lambda t, c: ["build-data", "--episodes", t / "episodes", "--out", t / "out", "--config", c]),
+    ("train", lambda t, c: ["train", "--config", c]),
+    ("pipeline", lambda t, c: ["pipeline", "--config", c, "--out", t / "out"]),
+    ("pipeline-check", lambda t, c: ["pipeline", "--config", c, "--check"]),
+]
+
+
+@pytest.mark.parametrize("text", RECURSIVE.values(), ids=RECURSIVE)
+@pytest.mark.parametrize("make", [c[1] for c in CONFIG_COMMANDS], ids=[c[0] for c in CONFIG_COMMANDS])
+def test_a_recursive_yaml_alias_is_refused_naming_the_file(tmp_path, cli_error, make, text):
+    argv = make(tmp_path, _config(tmp_path, text))
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*")}
+    cli_error(argv, ["job.yaml", "recursive YAML alias"])
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*")} == before
+
+
+def test_a_shared_alias_that_is_no_cycle_still_loads():
+    from e2wm.config import load_yaml
+    assert load_yaml("a: &x [1, {b: 2}]\nc: [*x, *x]\n", "f.yaml") == {"a": [1, {"b": 2}], "c": [[1, {"b": 2}]] * 2}
+
+
 def test_a_closed_output_pipe_ends_quietly(monkeypatch, capsys):
     """`e2wm plan --list | head -1`: the reader leaves; no BrokenPipeError traceback, exit 141."""
     import io

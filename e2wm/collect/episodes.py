@@ -33,7 +33,8 @@ def episode_key(config: dict, scene: str, seed: int, unit: int) -> str:
     """A stable 20-hex-digit key for one work unit of a job."""
     check_seed_unit(seed, unit)
     blob = canonical_json({"config": config, "scene": scene, "seed": seed, "unit": unit})
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+    # surrogateescape: a scene file name that is not UTF-8 must reach load_scene, which names it
+    return hashlib.sha256(blob.encode("utf-8", "surrogateescape")).hexdigest()[:20]
 
 
 @dataclass

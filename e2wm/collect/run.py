@@ -306,7 +306,7 @@ def _init_ray(cfg: CollectConfig) -> None:
                  logging_level="ERROR")
         return
     if cfg.address != "auto":
-        _probe(cfg.address)
+        probe_address(cfg.address)
     try:
         ray.init(address=cfg.address, log_to_driver=False, logging_level="ERROR")
     except (ConnectionError, RuntimeError) as e:
@@ -314,7 +314,7 @@ def _init_ray(cfg: CollectConfig) -> None:
         raise E2WMError(f"address {cfg.address}: cannot connect to a Ray cluster ({reason})") from None
 
 
-def _probe(address: str) -> None:
+def probe_address(address: str) -> None:
     """Fail within CONNECT_TIMEOUT_S when nothing listens at host:port (ray.init would wait minutes)."""
     m = ADDRESS.fullmatch(address)
     host, port = m["host"].strip("[]"), int(m["port"])

@@ -4,6 +4,8 @@ failure, whether all of them ran, and whether the goal facts hold at the end.
 
 An item carries `{"scene": source, "goals": [fact texts], "nodes": [ids]}` (our plan suites write it
 as the row's "world" field; E2WM's released files have none, and get no executability figures).
+`e2wm.data.eval_format.read_eval` checks each row's world (its shape, that its scene loads, that its goal
+facts and nodes name nodes of that scene) when the suite is read, before any model loads.
 """
 from __future__ import annotations
 

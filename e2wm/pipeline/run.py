@@ -51,12 +51,14 @@ def pipeline(cfg: PipelineConfig, stages=STAGES, log=print, force: bool = False)
 
 
 def check(cfg: PipelineConfig, stages=STAGES, force: bool = False) -> list[str]:
-    """What `pipeline` checks before its first stage (so that nothing fails after an hour of collection),
-    writing nothing, starting no Ray and loading no model; one line per thing checked."""
+    """What `pipeline` checks before it creates OUT or its state file (so that a bad config or an unreachable
+    --address leaves nothing behind, and nothing fails after an hour of collection), writing nothing,
+    starting no Ray and loading no model; one line per thing checked."""
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise E2WMError(f"--stages: unknown stage(s) {', '.join(unknown)}; known: {', '.join(STAGES)}")
-    out = output_dir(cfg.out, "--out", ours=(STATE,), force=force)
+    out = output_dir(cfg.out, "--out", ours=(STATE,), force=force,
+                     inputs={"model.base": cfg.model.base, "corpus": cfg.corpus})
     lines = [f"out {out}: " + ("a pipeline's folder, resumed" if (out / STATE).exists() else "usable")]
     if set(stages) & {"model", "fisher", "train", "eval"}:
         from e2wm.train.corpus import check_corpus
@@ -75,6 +77,16 @@ def check(cfg: PipelineConfig, stages=STAGES, force: bool = False) -> list[str]:
             raise E2WMError(f"stage {stage} needs stage(s) {', '.join(missing)}, not finished in {out}; "
                             f"add them to --stages")
     todo = [s for s in STAGES if s in stages and not done[s]]
+    job = _collect_job(cfg, out)   # checks the address's form
+    if "collect" in todo:
+        from e2wm.collect.run import prepare
+        units = prepare(job, force=True)[1]
+        lines.append(f"collect: {len(units)} units")
+    if cfg.address not in ("local", "auto") and ("collect" in todo or cfg.launcher == "ray"
+                                                 and {"fisher", "train", "eval"} & set(todo)):
+        from e2wm.collect.run import probe_address
+        probe_address(cfg.address)   # within seconds, where ray.init would wait minutes
+        lines.append(f"address {cfg.address}: reachable")
     lines.append(f"stages to run: {', '.join(todo) or 'none'} (launcher {cfg.launcher}, {cfg.workers} rank(s)"
                  + (", one GPU each, not checked here)" if cfg.gpus else ")"))
     return lines
@@ -123,12 +135,15 @@ def _hashes(cfg: PipelineConfig) -> dict[str, str]:
 
 # ---------------------------------------------------------------- stages
 
-def _collect(cfg: PipelineConfig, out: Path, log) -> dict:
+def _collect_job(cfg: PipelineConfig, out: Path):
     from dataclasses import replace
+    return replace(cfg.collect, out=str(out / "collect"), address=cfg.address)
 
+
+def _collect(cfg: PipelineConfig, out: Path, log) -> dict:
     from e2wm.collect.run import collect
     from e2wm.progress import progress
-    job = replace(cfg.collect, out=str(out / "collect"), address=cfg.address)
+    job = _collect_job(cfg, out)
     with progress(rate=True) as bar:
         task = bar.add_task("  collecting", total=None)
         stats = collect(job, progress=lambda k, total: bar.update(task, total=total, advance=k),

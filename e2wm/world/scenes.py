@@ -47,7 +47,12 @@ def load_scene(source: str) -> dict:
         return generate_apartment(seed, n_characters=chars)
     if kind == "robothow":
         return robothow_program(rest).graphs["init_graph"]
-    return load_json(source)
+    scene = load_json(source)
+    try:
+        source.encode("utf-8")
+    except UnicodeEncodeError:   # a name os.fsdecode kept as surrogates: episodes and suites record it as text
+        raise SceneError(f"{source}: the file name is not valid UTF-8; rename the scene file") from None
+    return scene
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,17 @@ def suite(tmp, text, name="s.jsonl"):
     return p
 
 
+# a plan row as `e2wm build-data` writes it: its world is procedural apartment 0, where fork 24 and cupboard 13 are
+WORLD = {"scene": "procedural:0", "goals": ["<fork> (24) || INSIDE || <cupboard> (13)"], "nodes": [24, 13]}
+PLAN = {**GEN, "world": WORLD}
+
+
+def plan_suite(tmp, **world):
+    """A plan suite of one good row and one whose world is WORLD changed by `world` (a None value drops the key)."""
+    bad = {k: v for k, v in {**WORLD, **world}.items() if v is not None}
+    return suite(tmp, json.dumps(PLAN) + "\n" + json.dumps({**GEN, "world": bad}) + "\n", "plan_gen.jsonl")
+
+
 def good(tmp):
     return suite(tmp, json.dumps(GEN) + "\n", "plan_gen.jsonl")
 
@@ -72,6 +83,55 @@ EVAL = [
     ("suite-empty", lambda t: ev(t, suites=suite(t, "\n\n")), "s.jsonl: no rows"),
     ("suite-row-a-list", lambda t: ev(t, suites=suite(t, "[1, 2]\n", "s.json")), "s.json:1"),
     ("suite-row-a-string", lambda t: ev(t, suites=suite(t, '"input"\n')), "s.jsonl:1"),
+    ("suite-input-not-a-string", lambda t: ev(t, suites=suite(t, json.dumps({**GEN, "input": ["Q"]}) + "\n")),
+     ["s.jsonl:1", "'input'"]),
+    ("suite-ref-not-a-string", lambda t: ev(t, suites=suite(t, json.dumps({**GEN, "ref": 3}) + "\n")),
+     ["s.jsonl:1", "'ref'"]),
+    ("suite-ref-and-options", lambda t: ev(t, suites=suite(t, json.dumps({**MC, "ref": "soap"}) + "\n")),
+     ["s.jsonl:1", "'ref'", "'answer_list'"]),
+    ("suite-options-empty", lambda t: ev(t, suites=suite(t, json.dumps({**MC, "answer_list": []}) + "\n")),
+     ["s.jsonl:1", "'answer_list'"]),
+    ("suite-options-a-string", lambda t: ev(t, suites=suite(t, json.dumps({**MC, "answer_list": "soap"}) + "\n")),
+     ["s.jsonl:1", "'answer_list'"]),
+    ("suite-answer-bool", lambda t: ev(t, suites=suite(t, json.dumps({**MC, "answer": True}) + "\n")),
+     ["s.jsonl:1", "'answer'"]),
+    ("suite-answer-missing", lambda t: ev(t, suites=suite(t, json.dumps({**MC, "answer": None}) + "\n")),
+     ["s.jsonl:1", "'answer'"]),
+    ("suite-world-on-mc", lambda t: ev(t, suites=suite(t, json.dumps({**MC, "world": WORLD}) + "\n")),
+     ["s.jsonl:1", "'world'"]),
+    ("world-a-string", lambda t: ev(t, suites=suite(t, json.dumps({**GEN, "world": "procedural:0"}) + "\n")),
+     ["s.jsonl:1", "'world'"]),
+    ("world-on-some-rows", lambda t: ev(t, suites=suite(t, json.dumps(PLAN) + "\n" + json.dumps(GEN) + "\n")),
+     ["s.jsonl:2", "'world'"]),
+    ("world-unknown-key", lambda t: ev(t, suites=plan_suite(t, goal=["x"])), ["plan_gen.jsonl:2", "'world'", "goal"]),
+    ("world-scene-missing", lambda t: ev(t, suites=plan_suite(t, scene=None)), ["plan_gen.jsonl:2", "'world.scene'"]),
+    ("world-scene-an-int", lambda t: ev(t, suites=plan_suite(t, scene=0)), ["plan_gen.jsonl:2", "'world.scene'"]),
+    ("world-scene-bad-source", lambda t: ev(t, suites=plan_suite(t, scene="procedural:x")),
+     ["plan_gen.jsonl:2", "'world.scene'", "procedural:SEED"]),
+    ("world-scene-no-file", lambda t: ev(t, suites=plan_suite(t, scene=str(t / "room.json"))),
+     ["plan_gen.jsonl:2", "'world.scene'", "room.json: no such scene file"]),
+    ("world-scene-file-not-a-scene", lambda t: ev(t, suites=plan_suite(t, scene=a_file(t, "room.json", "[]"))),
+     ["plan_gen.jsonl:2", "'world.scene'", "room.json"]),
+    ("world-goals-a-string", lambda t: ev(t, suites=plan_suite(t, goals=WORLD["goals"][0])),
+     ["plan_gen.jsonl:2", "'world.goals'"]),
+    ("world-goals-empty", lambda t: ev(t, suites=plan_suite(t, goals=[])), ["plan_gen.jsonl:2", "'world.goals'"]),
+    ("world-goals-missing", lambda t: ev(t, suites=plan_suite(t, goals=None)), ["plan_gen.jsonl:2", "'world.goals'"]),
+    ("world-goal-not-a-fact", lambda t: ev(t, suites=plan_suite(t, goals=["put the fork away"])),
+     ["plan_gen.jsonl:2", "'world.goals[0]'"]),
+    ("world-goal-unknown-node", lambda t: ev(t, suites=plan_suite(t, goals=[
+        "<fork> (24) || INSIDE || <cupboard> (99999)"])), ["plan_gen.jsonl:2", "'world.goals[0]'", "(99999)"]),
+    ("world-goal-wrong-class", lambda t: ev(t, suites=plan_suite(t, goals=[
+        WORLD["goals"][0], "<spaceship> (24) || INSIDE || <cupboard> (13)"])),
+     ["plan_gen.jsonl:2", "'world.goals[1]'", "<spaceship> (24)"]),
+    ("world-goal-unknown-state", lambda t: ev(t, suites=plan_suite(t, goals=["<fork> (24) || MELTED"])),
+     ["plan_gen.jsonl:2", "'world.goals[0]'", "MELTED"]),
+    ("world-goal-unknown-relation", lambda t: ev(t, suites=plan_suite(t, goals=[
+        "<fork> (24) || UNDER || <cupboard> (13)"])), ["plan_gen.jsonl:2", "'world.goals[0]'", "UNDER"]),
+    ("world-goal-an-int", lambda t: ev(t, suites=plan_suite(t, goals=[24])), ["plan_gen.jsonl:2", "'world.goals'"]),
+    ("world-nodes-bools", lambda t: ev(t, suites=plan_suite(t, nodes=[True])), ["plan_gen.jsonl:2", "'world.nodes'"]),
+    ("world-nodes-strings", lambda t: ev(t, suites=plan_suite(t, nodes=["24"])), ["plan_gen.jsonl:2", "'world.nodes'"]),
+    ("world-nodes-unknown", lambda t: ev(t, suites=plan_suite(t, nodes=[24, 99999])),
+     ["plan_gen.jsonl:2", "'world.nodes[1]'", "99999"]),
     ("only-unknown", lambda t: ev(t, "--only", "nope"), "--only nope"),
     ("two-same-stems", lambda t: ["eval", "--suites", str(good(t)), str(suite(t, json.dumps(GEN), "plan_gen.json")),
                                   "--out", str(t / "o")], "two suite files named plan_gen"),
@@ -147,6 +207,15 @@ def with_suite(**kw):
     return json.dumps({**RESULTS, "suites": {"count_qa": {**RESULTS["suites"]["count_qa"], **kw}}})
 
 
+def with_ppl(**kw):
+    return json.dumps({**RESULTS, "perplexity": {"ppl": 12.5, "tokens": 100, "documents": 4, **kw}})
+
+
+def gen_suite(**kw):
+    return json.dumps({**RESULTS, "suites": {"plan_gen": {"format": "gen", "n": 2, "metric": "rouge", "rouge1": 0.4,
+                                                          "rouge2": 0.2, "rougeL": 0.3, "exact_match": 0.0, **kw}}})
+
+
 def linked_out(tmp):
     outside = tmp / "elsewhere.json"
     outside.write_text(json.dumps(RESULTS))
@@ -172,6 +241,54 @@ REPORT = [
     ("results-suite-bad-format", lambda t: rep(t, run_dir(t, with_suite(format="essay"))), "suites.count_qa"),
     ("results-suite-a-list", lambda t: rep(t, run_dir(t, json.dumps({"suites": {"x": [1]}}))), "suites.x"),
     ("results-nan", lambda t: rep(t, run_dir(t, with_suite().replace("0.5", "NaN"))), ["results.json", "NaN"]),
+    ("results-accuracy-above-1", lambda t: rep(t, run_dir(t, with_suite(accuracy=1.5))),
+     ["results.json", "suites.count_qa.accuracy", "[0, 1]", "1.5"]),
+    ("results-accuracy-negative", lambda t: rep(t, run_dir(t, with_suite(accuracy=-0.25))),
+     ["results.json", "suites.count_qa.accuracy"]),
+    ("results-accuracy-bool", lambda t: rep(t, run_dir(t, with_suite(accuracy=True))),
+     ["results.json", "suites.count_qa.accuracy", "True"]),
+    ("results-accuracy-by-norm-above-1", lambda t: rep(t, run_dir(t, with_suite(accuracy_by_norm={"ln": 0.5,
+                                                                                                 "un": 2}))),
+     ["results.json", "suites.count_qa.accuracy_by_norm.un"]),
+    ("results-accuracy-by-norm-a-list", lambda t: rep(t, run_dir(t, with_suite(accuracy_by_norm=[0.5]))),
+     ["results.json", "suites.count_qa.accuracy_by_norm"]),
+    ("results-normalisation-unknown", lambda t: rep(t, run_dir(t, with_suite(normalisation="zz"))),
+     ["results.json", "suites.count_qa.normalisation"]),
+    ("results-mc-with-rouge", lambda t: rep(t, run_dir(t, with_suite(metric="rouge", rougeL=0.5))),
+     ["results.json", "suites.count_qa.metric"]),
+    ("results-n-negative", lambda t: rep(t, run_dir(t, with_suite(n=-1))), ["results.json", "suites.count_qa.n"]),
+    ("results-n-float", lambda t: rep(t, run_dir(t, with_suite(n=2.5))), ["results.json", "suites.count_qa.n"]),
+    ("results-n-bool", lambda t: rep(t, run_dir(t, with_suite(n=True))), ["results.json", "suites.count_qa.n"]),
+    ("results-n-null", lambda t: rep(t, run_dir(t, with_suite(n=None))), ["results.json", "suites.count_qa.n"]),
+    ("results-rouge-above-1", lambda t: rep(t, run_dir(t, gen_suite(rougeL=1.2))),
+     ["results.json", "suites.plan_gen.rougeL"]),
+    ("results-rouge-headline-missing", lambda t: rep(t, run_dir(t, gen_suite(rougeL=None))),
+     ["results.json", "suites.plan_gen.rougeL"]),
+    ("results-other-score-string", lambda t: rep(t, run_dir(t, gen_suite(rouge1="0.4"))),
+     ["results.json", "suites.plan_gen.rouge1"]),
+    ("results-exact-match-negative", lambda t: rep(t, run_dir(t, gen_suite(exact_match=-1))),
+     ["results.json", "suites.plan_gen.exact_match"]),
+    ("results-gen-metric-unknown", lambda t: rep(t, run_dir(t, gen_suite(metric="bleu"))),
+     ["results.json", "suites.plan_gen.metric", "'bleu'"]),
+    ("results-executability-above-1", lambda t: rep(t, run_dir(t, gen_suite(executability={
+        "step_fraction": 1.5, "executable": 0.5, "goal_success": 0.0}))),
+     ["results.json", "suites.plan_gen.executability.step_fraction"]),
+    ("results-perplexity-true", lambda t: rep(t, run_dir(t, with_ppl(ppl=True))), ["results.json", "perplexity.ppl"]),
+    ("results-perplexity-infinity", lambda t: rep(t, run_dir(t, with_ppl().replace("12.5", "Infinity"))),
+     ["results.json", "Infinity"]),
+    ("results-perplexity-huge", lambda t: rep(t, run_dir(t, with_ppl().replace("12.5", "1e999"))),
+     ["results.json", "perplexity.ppl"]),
+    ("results-perplexity-zero", lambda t: rep(t, run_dir(t, with_ppl(ppl=0))), ["results.json", "perplexity.ppl"]),
+    ("results-perplexity-negative", lambda t: rep(t, run_dir(t, with_ppl(ppl=-3.5))),
+     ["results.json", "perplexity.ppl", "-3.5"]),
+    ("results-perplexity-null", lambda t: rep(t, run_dir(t, with_ppl(ppl=None))), ["results.json", "perplexity.ppl"]),
+    ("results-perplexity-base2-negative", lambda t: rep(t, run_dir(t, with_ppl(ppl_base2_e2wm=-1))),
+     ["results.json", "perplexity.ppl_base2_e2wm"]),
+    ("results-perplexity-tokens-float", lambda t: rep(t, run_dir(t, with_ppl(tokens=10.5))),
+     ["results.json", "perplexity.tokens"]),
+    ("results-second-run-out-of-range", lambda t: rep(t, run_dir(t, json.dumps(RESULTS)),
+                                                      run_dir(t, with_suite(accuracy=7), "b")),
+     ["b/results.json", "suites.count_qa.accuracy"]),
     ("results-perplexity-shape", lambda t: rep(t, run_dir(t, json.dumps({**RESULTS, "perplexity": 3}))),
      "perplexity"),
     ("results-deep", lambda t: rep(t, run_dir(t, "[" * 200_000)), "nested too deeply"),
@@ -201,3 +318,15 @@ def test_eval_results_are_finite_json(tmp_path, monkeypatch):
                  "--max-new-tokens", "2", "--num-beams", "1"]) == 0
     text = (tmp_path / "out" / "results.json").read_text()
     assert "NaN" not in text and json.loads(text)["suites"]["plan_gen"]["exact_match"] is None
+
+
+def test_plan_rows_are_checked_against_their_world_before_the_model_loads(tmp_path, cli_error, monkeypatch):
+    """A goal fact naming no node of the scene used to be scored 0 after generation; now the suite is refused
+    while it is read, and a good world reads back unchanged."""
+    from e2wm.data.eval_format import read_eval
+    from e2wm.eval import harness
+    assert read_eval(suite(tmp_path, json.dumps(PLAN) + "\n", "p.jsonl")) == ("gen", [PLAN])
+    monkeypatch.setattr(harness, "load", lambda cfg: pytest.fail("the model loaded before the suites were read"))
+    cli_error(ev(tmp_path, suites=plan_suite(tmp_path, goals=["<fork> (24) || INSIDE || <sofa> (13)"])),
+              ["plan_gen.jsonl:2", "'world.goals[0]'", "<sofa> (13)"])
+    assert not (tmp_path / "out").exists()

@@ -6,6 +6,7 @@ field or flag at fault.
 """
 import copy
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -152,6 +153,39 @@ def test_bad_scene_source(command, source, names, cli_error):
 @pytest.mark.parametrize("argv, names", [c[1:] for c in FLAGS], ids=[c[0] for c in FLAGS])
 def test_bad_flag(argv, names, cli_error):
     cli_error(argv, names)
+
+
+def _undecodable(tmp: Path, text: str | None) -> str:
+    """A scene file (absent when `text` is None) whose name is not UTF-8: b'sc\\xe9ne.json', as the argv
+    string Python makes of it (os.fsdecode keeps the byte as a surrogate)."""
+    path = os.path.join(os.fsencode(tmp), b"sc\xe9ne.json")
+    if text is not None:
+        try:
+            with open(path, "w") as fh:
+                fh.write(text)
+        except OSError:
+            pytest.skip("this file system refuses file names that are not UTF-8")
+    return os.fsdecode(path)
+
+
+PLAN = ["--activity", "go to sleep", "--simulations", "10"]
+# (id, text of the file or None for none, what the line must name besides the file, printed as sc\xe9ne.json)
+UNDECODABLE = [
+    ("missing", None, "no such scene file"),
+    ("malformed", '{"nodes": [}', "malformed JSON"),
+    ("nan", '{"nodes": [], "x": NaN}', "NaN"),
+    ("a-good-scene", json.dumps(TINY), "not valid UTF-8"),
+]
+
+
+@pytest.mark.parametrize("text, problem", [c[1:] for c in UNDECODABLE], ids=[c[0] for c in UNDECODABLE])
+@pytest.mark.parametrize("command", [["explore", "--steps", "5", "--agents", "1"], ["plan", *PLAN]],
+                         ids=["explore", "plan"])
+def test_a_scene_file_name_that_is_not_utf8_is_printed_escaped(tmp_path, cli_error, command, text, problem):
+    scene = _undecodable(tmp_path, text)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*")}
+    cli_error([command[0], "--scene", scene, *command[1:]], ["sc\\xe9ne.json", problem])
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*")} == before
 
 
 def test_scene_errors_are_scene_errors_never_key_or_type_errors():
