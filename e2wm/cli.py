@@ -18,6 +18,8 @@ MCTS_DEFAULTS = MCTSConfig()
 
 
 def main(argv: list[str] | None = None) -> int:
+    from e2wm.quiet import quiet_libraries
+    quiet_libraries()   # known library chatter off stderr, before any library loads
     try:
         return _run(argv)
     except BrokenPipeError:   # `e2wm plan --list | head -1`: the reader left; end quietly like any Unix tool
@@ -49,8 +51,14 @@ def _run(argv) -> int:
 
 
 def user_error(e) -> int:
-    """One line on stderr, exit code 2."""
-    print("e2wm: error: " + " ".join(str(e).split()), file=sys.stderr)
+    """One line on stderr, exit code 2. A path whose name is not UTF-8 (os.fsdecode keeps its bytes as
+    surrogates) prints those bytes as \\xNN escapes rather than failing to encode."""
+    line = "e2wm: error: " + " ".join(str(e).split())
+    try:
+        line = line.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:   # a surrogate no file name gives (from JSON "\ud800", say)
+        line = line.encode("utf-8", "backslashreplace").decode("utf-8")
+    print(line, file=sys.stderr)
     return 2
 
 

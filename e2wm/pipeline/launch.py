@@ -23,8 +23,6 @@ ENTRIES = {"fisher": "e2wm.train.fisher", "train": "e2wm.train", "eval": "e2wm.e
 _MAINS = {"fisher": ("e2wm.train.fisher", "main_fisher"), "train": ("e2wm.train.__main__", "main"),
           "eval": ("e2wm.eval.__main__", "main")}
 LAUNCHERS = ("local", "deepspeed", "ray")
-# what a world of 1 started in-process leaves in os.environ (e2wm.train.dist.init_distributed)
-_GROUP_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 # `e2wm: error: ...` (guarded) or `e2wm fisher: error: ...` (argparse): the one line bad input gets
 _E2WM_ERROR = re.compile(r"^e2wm[\w -]*: error: (.+)$")
 _EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b.*")
@@ -99,15 +97,9 @@ def _call_main(entry: str, argv: list[str]) -> None:
 
 
 def _run_local(entry: str, argv: list[str]) -> None:
-    saved = {k: os.environ.get(k) for k in _GROUP_ENV}
-    try:
-        _call_main(entry, argv)
-    finally:   # a later stage must start its own world, not rejoin this one's port
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    # a world of 1 started here takes its launcher variables back when it shuts down (e2wm.train.dist), so
+    # a later stage starts its own world rather than rejoining this one's port
+    _call_main(entry, argv)
 
 
 # ---------------------------------------------------------------- deepspeed / torchrun on this machine
@@ -126,6 +118,11 @@ def _run_deepspeed(entry: str, argv: list[str], workers: int, use_gpu: bool, log
     else:
         cmd, env, how = edist.torchrun_cmd(workers, port, ENTRIES[entry], argv), edist.cpu_env(_EVERY_RANK), \
             "torchrun, gloo"
+        if workers > 1:   # the ranks will load the shm op: a stale build lock is one line here, not a hang there
+            from pathlib import Path
+
+            from e2wm.train import extensions
+            extensions.check_locks([extensions.SHM_OP], root=Path(env["TORCH_EXTENSIONS_DIR"]))
     log(f"{entry}: {workers} rank(s) ({how})")
     rc, error = _stream(cmd, env, log)
     if rc:

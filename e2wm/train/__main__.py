@@ -43,6 +43,8 @@ def main(argv=None) -> int:
 
 def guarded(entry) -> int:
     """`entry()`'s exit code; bad input (E2WMError) is one line on rank 0 and exit code 2."""
+    from e2wm.quiet import quiet_libraries
+    quiet_libraries()
     try:
         return entry() or 0
     except E2WMError as e:

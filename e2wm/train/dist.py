@@ -64,6 +64,9 @@ def device() -> torch.device:
     return torch.device(acc.device_name(int(os.environ.get("LOCAL_RANK", "0"))))
 
 
+_LONE_ENV: dict[str, str] = {}   # the launcher variables init_distributed set for a lone process
+
+
 def init_distributed() -> tuple[int, int]:
     """Join (or create, for a lone process) the process group on the accelerator's backend.
 
@@ -75,11 +78,17 @@ def init_distributed() -> tuple[int, int]:
 
     if not dist.is_initialized():
         if not is_distributed_env():
-            os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1",
-                              MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+            lone = dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1",
+                        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+            os.environ.update(lone)
+            _LONE_ENV.update(lone)   # taken back by shutdown: a later run or child process must not inherit them
         acc = accelerator()
         if acc.device_name() != "cpu":
             acc.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        else:
+            from e2wm.train import extensions
+            if not extensions.skip_shm_op(world_size()):
+                extensions.check_locks([extensions.SHM_OP])   # a killed build's lock would hang us forever
         deepspeed.init_distributed(dist_backend=acc.communication_backend_name())
     return dist.get_rank(), dist.get_world_size()
 
@@ -96,3 +105,8 @@ def shutdown(engine=None, destroy_group: bool = True) -> None:
             ds_comm.destroy_process_group()
         else:
             dist.destroy_process_group()
+    if destroy_group:
+        for key, value in list(_LONE_ENV.items()):
+            if os.environ.get(key) == value:
+                del os.environ[key]
+        _LONE_ENV.clear()

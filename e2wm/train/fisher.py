@@ -405,11 +405,12 @@ def main_fisher(argv=None) -> int:
 
     a = build_parser().parse_args(argv)
     # every check before any model loads; the output folder is created only when the result is written
-    output_dir(a.out, "--out", ours=(FISHER_FILE, "checkpoint"), force=a.force)
+    output_dir(a.out, "--out", ours=(FISHER_FILE, "checkpoint"), force=a.force,
+               inputs={"--model": a.model, "--corpus": a.corpus})
     check_model_spec(a.model, "--model")
     check_corpus(a.corpus, "--corpus")
     targets = _targets(a.lora_targets)
-    texts = load_texts(a.corpus, a.max_samples)
+    texts = load_texts(a.corpus, a.max_samples, field="--corpus")
     tok = load_tokenizer(a.model, field="--model")
     kw = dict(max_length=a.max_length, micro_batch=a.micro_batch, modules=a.modules, method=a.method,
               out_dir=a.out, checkpoint_every=a.checkpoint_every, stop_after=a.stop_after, model_name=a.model)
@@ -423,9 +424,10 @@ def main_fisher(argv=None) -> int:
 
     own_group = not dist.is_initialized()  # a caller that set up the group keeps it
     edist.init_distributed()
-    model = add_lora(load_model(a.model, field="--model"), targets=targets, field="--lora-targets")
-    engine = _engine(model, a.zero_stage or 0, a.micro_batch)
-    try:
+    engine = None
+    try:   # a model that fails to load still leaves no group (nor its variables) behind
+        model = add_lora(load_model(a.model, field="--model"), targets=targets, field="--lora-targets")
+        engine = _engine(model, a.zero_stage or 0, a.micro_batch)
         _, meta = compute_fisher_deepspeed(engine, texts, tok, zero_stage=a.zero_stage or 0, **kw)
     finally:
         edist.shutdown(engine, destroy_group=own_group)
