@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from run_helpers import tiny_train_config
 
 from e2wm.cli import main
 from e2wm.errors import E2WMError
@@ -69,12 +70,9 @@ def test_merge_out_equal_to_base_is_refused_and_the_base_kept(ws, cli_error):
 
 
 def _train_config(ws, tiny_model_dir, **over) -> Path:
-    cfg = {"out": str(ws / "run"), "model": {"name_or_path": str(tiny_model_dir)},
-           "data": {"path": str(ws / "data.jsonl"), "max_length": 64}, "regularizer": {"kind": "none"},
-           "optim": {"precision": "fp32", "max_steps": 1, "global_batch_size": 2, "micro_batch_size": 1},
-           **over}
     f = ws.parent / f"train-{abs(hash(json.dumps(over, sort_keys=True)))}.yaml"
-    f.write_text(yaml.safe_dump(cfg))
+    out, model = over.pop("out"), over.pop("model", tiny_model_dir)
+    f.write_text(yaml.safe_dump(tiny_train_config(out, model, ws / "data.jsonl", **over)))
     return f
 
 
@@ -102,8 +100,7 @@ CASES = {
                                                          w / "X" / "data"], ["lies inside", "--episodes"]),
     "train out holds its data": lambda w, m: (["train", "--config", _train_config(w, m, out=str(w)), "--force"],
                                               ["holds", "data.path"]),
-    "train out is the model": lambda w, m: (["train", "--config", _train_config(w, m, out=str(w / "X"),
-                                                                             model={"name_or_path": str(w / "X")}),
+    "train out is the model": lambda w, m: (["train", "--config", _train_config(w, m, out=str(w / "X"), model=str(w / "X")),
                                                       "--force"],
                                             ["is the input", "model.name_or_path"]),
 }

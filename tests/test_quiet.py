@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from run_helpers import tiny_train_config, write_rows
 
 from e2wm.train.extensions import SHM_OP
 
@@ -25,14 +26,10 @@ def _run(args, cwd, env):
 
 
 def test_successful_runs_print_only_our_lines(tmp_path, tiny_model_dir):
-    (tmp_path / "data.jsonl").write_text("".join(json.dumps({"input": f"q{i}?", "ref": f"a{i}"}) + "\n"
-                                                 for i in range(8)))
+    write_rows(tmp_path / "data.jsonl")
     (tmp_path / "mc.jsonl").write_text(json.dumps({"input": "Question: to wash, use\nAnswer:",
                                                    "answer_list": ["soap", "cup"], "answer": "soap"}) + "\n")
-    (tmp_path / "t.yaml").write_text(yaml.safe_dump({
-        "out": "run", "model": {"name_or_path": str(tiny_model_dir)}, "data": {"path": "data.jsonl", "max_length": 64},
-        "regularizer": {"kind": "none"}, "logging": {"tensorboard": False},
-        "optim": {"precision": "fp32", "max_steps": 2, "global_batch_size": 4, "micro_batch_size": 2}}))
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(tiny_train_config("run", tiny_model_dir, "data.jsonl")))
     ext = tmp_path / "ext"
     (ext / SHM_OP).mkdir(parents=True)
     lock = ext / SHM_OP / "lock"

@@ -1,7 +1,6 @@
 """A stale JIT-build lock (a build killed mid-way) is one clear line within seconds, not a silent hang;
 a lock a live build holds is waited on; and a 2-rank CPU launch, which loads DeepSpeed's shm op,
 reports a planted stale lock instead of waiting on it forever."""
-import json
 import os
 import subprocess
 import sys
@@ -9,6 +8,7 @@ import threading
 
 import pytest
 import yaml
+from run_helpers import tiny_train_config, write_rows
 from train_helpers import ROOT
 
 from e2wm.errors import E2WMError
@@ -90,13 +90,8 @@ def test_a_lock_a_live_build_holds_is_waited_for(tmp_path):
 def test_two_rank_launch_reports_a_stale_lock_instead_of_hanging(tmp_path, tiny_model_dir):
     ext = tmp_path / "ext"
     lock = _plant(ext)
-    (tmp_path / "data.jsonl").write_text("".join(json.dumps({"input": f"q{i}?", "ref": f"a{i}"}) + "\n"
-                                                 for i in range(8)))
-    (tmp_path / "t.yaml").write_text(yaml.safe_dump({
-        "out": str(tmp_path / "run"), "model": {"name_or_path": str(tiny_model_dir)},
-        "data": {"path": str(tmp_path / "data.jsonl"), "max_length": 64}, "regularizer": {"kind": "none"},
-        "optim": {"precision": "fp32", "max_steps": 1, "global_batch_size": 4, "micro_batch_size": 1},
-        "logging": {"tensorboard": False}}))
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(tiny_train_config(
+        tmp_path / "run", tiny_model_dir, write_rows(tmp_path / "data.jsonl"), optim={"micro_batch_size": 1})))
     env = edist.cpu_env({"TORCH_EXTENSIONS_DIR": str(ext), "PYTHONPATH": str(ROOT)})
     p = subprocess.run(edist.torchrun_cmd(2, edist.free_port(), "e2wm.train", ["--config", str(tmp_path / "t.yaml")]),
                        env=env, capture_output=True, text=True, timeout=300)   # a hang would fail here

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from run_helpers import tiny_train_config, write_rows
 
 from e2wm.errors import E2WMError
 
@@ -98,11 +99,7 @@ def ws(tmp_path_factory, tiny_model_dir):
         (w / f"{name}.json").write_text(json.dumps(ds))
 
     # train configs, and an eval suite
-    (w / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
-    good = {"out": str(w / "run"), "model": {"name_or_path": str(tiny_model_dir)},
-            "data": {"path": str(w / "data.jsonl"), "max_length": 64}, "regularizer": {"kind": "none"},
-            "optim": {"precision": "fp32", "max_steps": 1, "global_batch_size": 4, "micro_batch_size": 2},
-            "checkpoint": {"every": 0}, "logging": {"tensorboard": False}}
+    good = tiny_train_config(w / "run", tiny_model_dir, write_rows(w / "data.jsonl", ROWS))
     (w / "good.yaml").write_text(yaml.safe_dump(good))
     (w / "suites").mkdir()
     (w / "suites" / "plan_gen.jsonl").write_text(json.dumps(GEN) + "\n")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from run_helpers import tiny_train_config, write_rows
 
 from e2wm import files
 from e2wm.cli import main
@@ -17,7 +18,6 @@ from e2wm.train.fisher import _fingerprint, _metadata, compute_fisher, select_ba
 from e2wm.train.fisher_io import FISHER_FILE, save_fisher
 from e2wm.train.model import add_lora, byte_tokenizer, tiny_causal_lm
 
-ROWS = [{"task": "t", "input": f"question {i}?", "ref": f"answer {i}"} for i in range(8)]
 TEXTS = ["some general text", "and some more of it", "a third document"]
 
 
@@ -30,11 +30,7 @@ def _fisher_of(model, out: Path, **kw) -> Path:
 def ws(tmp_path_factory, tiny_model_dir):
     """A workspace of good and bad inputs: every case below names its files relative to it."""
     w = tmp_path_factory.mktemp("bad-input")
-    (w / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
-    good = {"out": str(w / "run"), "model": {"name_or_path": str(tiny_model_dir)},
-            "data": {"path": str(w / "data.jsonl"), "max_length": 64}, "regularizer": {"kind": "none"},
-            "optim": {"precision": "fp32", "max_steps": 1, "global_batch_size": 4, "micro_batch_size": 2},
-            "checkpoint": {"every": 0}, "logging": {"tensorboard": False}}
+    good = tiny_train_config(w / "run", tiny_model_dir, write_rows(w / "data.jsonl"))
     (w / "good.yaml").write_text(yaml.safe_dump(good))
 
     def config(name, **sections):
