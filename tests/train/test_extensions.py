@@ -92,7 +92,8 @@ def test_two_rank_launch_reports_a_stale_lock_instead_of_hanging(tmp_path, tiny_
     lock = _plant(ext)
     (tmp_path / "t.yaml").write_text(yaml.safe_dump(tiny_train_config(
         tmp_path / "run", tiny_model_dir, write_rows(tmp_path / "data.jsonl"), optim={"micro_batch_size": 1})))
-    env = edist.cpu_env({"TORCH_EXTENSIONS_DIR": str(ext), "PYTHONPATH": str(ROOT)})
+    # every rank says it: the launcher may stop rank 0 before it prints once rank 1 has failed
+    env = edist.cpu_env({"TORCH_EXTENSIONS_DIR": str(ext), "PYTHONPATH": str(ROOT), "E2WM_ERRORS_ON_EVERY_RANK": "1"})
     p = subprocess.run(edist.torchrun_cmd(2, edist.free_port(), "e2wm.train", ["--config", str(tmp_path / "t.yaml")]),
                        env=env, capture_output=True, text=True, timeout=300)   # a hang would fail here
     errors = [ln for ln in p.stderr.splitlines() if ln.startswith("e2wm: error:")]
