@@ -10,7 +10,7 @@ from e2wm.collect.config import CollectConfig
 from e2wm.collect.mcts import MCTSConfig
 from e2wm.config import add_field_flags, apply_sets, flag_values, read_yaml
 from e2wm.data.config import DataConfig
-from e2wm.eval.config import EvalConfig
+from e2wm.eval import __main__ as eval_main
 from e2wm.errors import E2WMError
 from e2wm.files import dumps
 
@@ -130,9 +130,7 @@ def _parser() -> Parser:
     bd.set_defaults(func=_build_data, config_flags=flags)
 
     ev = sub.add_parser("eval", help="score a model (and adapter) on suites in E2WM's released format")
-    ev.add_argument("--suites", nargs="+", required=True, help="suite files or directories of them")
-    ev.add_argument("--only", nargs="+", default=(), help="suite names (file stems) to keep")
-    ev.set_defaults(func=_eval, config_flags=add_field_flags(ev, EvalConfig))
+    ev.set_defaults(func=_eval, config_flags=eval_main.add_flags(ev))
 
     rp = sub.add_parser("report", help="several `e2wm eval` runs side by side (Table 2 layout) with charts")
     rp.add_argument("runs", nargs="+", help="e2wm eval output directories, the base run first")
@@ -378,11 +376,7 @@ def _export(args) -> int:
 
 
 def _eval(args) -> int:
-    from e2wm.eval.harness import evaluate
-    cfg = EvalConfig(suites=tuple(args.suites), only=tuple(args.only), **flag_values(args, args.config_flags))
-    evaluate(cfg)
-    print(f"wrote {cfg.out}/results.json and results.md")
-    return 0
+    return eval_main.run(eval_main.config(args, args.config_flags))
 
 
 def _report(args) -> int:

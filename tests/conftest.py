@@ -2,12 +2,15 @@
 real collection of plan and exploration episodes."""
 import copy
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 
 import pytest
 
 from episode_helpers import sealed_collection
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")   # tests never touch the hub (e2wm leaves that to the user)
 
 TINY_PATH = Path(__file__).parent / "world" / "data" / "tiny_scene.json"
 

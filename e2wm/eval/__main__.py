@@ -4,10 +4,40 @@ from __future__ import annotations
 
 import sys
 
+from e2wm.argparser import Parser
+from e2wm.config import add_field_flags, flag_values
+from e2wm.eval.config import EvalConfig
+
+
+def add_flags(parser) -> list[str]:
+    """`e2wm eval`'s flags on `parser`: --suites, --only and one per scalar EvalConfig field (their names)."""
+    parser.add_argument("--suites", nargs="+", required=True, help="suite files or directories of them")
+    parser.add_argument("--only", nargs="+", default=(), help="suite names (file stems) to keep")
+    return add_field_flags(parser, EvalConfig)
+
+
+def config(args, names: list[str]) -> EvalConfig:
+    """The EvalConfig of parsed `add_flags` flags (`names`: the field flags)."""
+    return EvalConfig(suites=tuple(args.suites), only=tuple(args.only), **flag_values(args, names))
+
+
+def run(cfg: EvalConfig) -> int:
+    from e2wm.eval import harness
+    harness.evaluate(cfg)
+    print(f"wrote {cfg.out}/results.json and results.md")
+    return 0
+
+
+def entry(argv=None) -> int:
+    """The eval stage from its command line; bad input raises E2WMError."""
+    parser = Parser(prog="e2wm eval", description="score a model (and adapter) on suites in E2WM's released format")
+    names = add_flags(parser)
+    return run(config(parser.parse_args(argv), names))
+
 
 def main(argv=None) -> int:
-    from e2wm.cli import main as cli_main
-    return cli_main(["eval", *(sys.argv[1:] if argv is None else argv)])
+    from e2wm.train.dist import guarded
+    return guarded(lambda: entry(argv))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ DeepSpeed's accelerator.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import statistics
 import time
@@ -165,45 +166,42 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
     suites = {f.stem: (f, *read_eval(f)) for f in files}    # every file parses before the model loads
     texts = _ppl_texts(cfg)
     shapes = check_adapter_files(cfg)   # a broken adapter is found before the model loads
-    rank, world = _join()
-    if rank:
-        log = _quiet
-    model, tok = load(cfg, shapes)
-    decoding = {"num_beams": cfg.num_beams, "max_new_tokens": cfg.max_new_tokens, "kept": "first line"}
-    results = {"model": cfg.model, "adapter": cfg.adapter, "decoding": decoding, "suites": {}}
-    for name, (path, kind, rows) in suites.items():
-        rows = rows[: cfg.limit] if cfg.limit else rows
-        t0 = time.perf_counter()
-        items = _items(model, tok, kind, rows, cfg, rank, world)
-        scored = _mc(name, rows, items) if kind == "mc" else _gen(name, rows, items)
-        results["suites"][name] = {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                                   "format": kind, "n": len(rows), **scored}
-        log(f"  {name:<28} {kind}  n={len(rows):<5} " + _headline(results["suites"][name])
-            + f"  ({time.perf_counter() - t0:.1f} s on {world} rank{'s' if world > 1 else ''})")
-    if texts is not None:
-        from e2wm.eval.perplexity import perplexity
-        from e2wm.train.corpus import corpus_hash
-        texts, checks = texts
-        results["perplexity"] = {"corpus": cfg.ppl_corpus, "corpus_sha256": corpus_hash(texts), **checks,
-                                 **perplexity(model, tok, texts, cfg.ppl_max_length, cfg.ppl_stride)}
-        p = results["perplexity"]
-        log(f"  perplexity {p['ppl']:.3f} (e^NLL over {p['tokens']} tokens of {p['documents']} documents; "
-            f"E2WM's 2^NLL: {p['ppl_base2_e2wm']:.3f})")
-    if rank == 0:   # the same bytes whatever the number of ranks: timings go to the log only
-        make_dir(out)
-        write_json(out / "results.json", results)
-        write_atomic(out / "results.md", _markdown(results))
-    if world > 1:
-        from e2wm.train.dist import shutdown
-        shutdown()
+    with _ranks() as (rank, world):
+        if rank:
+            log = _quiet
+        model, tok = load(cfg, shapes)
+        decoding = {"num_beams": cfg.num_beams, "max_new_tokens": cfg.max_new_tokens, "kept": "first line"}
+        results = {"model": cfg.model, "adapter": cfg.adapter, "decoding": decoding, "suites": {}}
+        for name, (path, kind, rows) in suites.items():
+            rows = rows[: cfg.limit] if cfg.limit else rows
+            t0 = time.perf_counter()
+            items = _items(model, tok, kind, rows, cfg, rank, world)
+            scored = _mc(name, rows, items) if kind == "mc" else _gen(name, rows, items)
+            results["suites"][name] = {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                                       "format": kind, "n": len(rows), **scored}
+            log(f"  {name:<28} {kind}  n={len(rows):<5} " + _headline(results["suites"][name])
+                + f"  ({time.perf_counter() - t0:.1f} s on {world} rank{'s' if world > 1 else ''})")
+        if texts is not None:
+            from e2wm.eval.perplexity import perplexity
+            from e2wm.train.corpus import corpus_hash
+            texts, checks = texts
+            results["perplexity"] = {"corpus": cfg.ppl_corpus, "corpus_sha256": corpus_hash(texts), **checks,
+                                     **perplexity(model, tok, texts, cfg.ppl_max_length, cfg.ppl_stride)}
+            p = results["perplexity"]
+            log(f"  perplexity {p['ppl']:.3f} (e^NLL over {p['tokens']} tokens of {p['documents']} documents; "
+                f"E2WM's 2^NLL: {p['ppl_base2_e2wm']:.3f})")
+        if rank == 0:   # the same bytes whatever the number of ranks: timings go to the log only
+            make_dir(out)
+            write_json(out / "results.json", results)
+            write_atomic(out / "results.md", _markdown(results))
     return results
 
 
-def _join() -> tuple[int, int]:
-    """(rank, world size): under torchrun / deepspeed, the process group on the accelerator's backend.
-    Every rank holds a full copy of the model and scores its share of each suite's items."""
-    from e2wm.train.dist import init_distributed, is_distributed_env
-    return init_distributed() if is_distributed_env() else (0, 1)
+def _ranks():
+    """`with _ranks() as (rank, world size)`: under torchrun / deepspeed, the process group on the accelerator's
+    backend. Every rank holds a full copy of the model and scores its share of each suite's items."""
+    from e2wm.train.dist import is_distributed_env, process_group
+    return process_group() if is_distributed_env() else contextlib.nullcontext((0, 1))
 
 
 def _quiet(*_a, **_k) -> None:

@@ -6,11 +6,8 @@ or `torchrun --nproc_per_node 8 -m e2wm.train --config F`; without one it is a s
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
 from e2wm.argparser import Parser
-from e2wm.errors import E2WMError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,44 +22,25 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv=None) -> int:
+def entry(argv=None) -> int:
+    """The training stage from its command line; bad input raises E2WMError."""
     from e2wm.train import dist as edist
     from e2wm.train.config import load_train_config, validate
     from e2wm.train.recipe import run
 
     a = build_parser().parse_args(argv)
-
-    def train():
-        cfg = load_train_config(a.config, a.set)
-        # cheap: fails before any model, process group or output folder exists
-        validate(cfg, edist.world_size(), a.resume, a.force)
-        run(cfg, a.resume)
-        return 0
-    return guarded(train)
+    cfg = load_train_config(a.config, a.set)
+    # cheap: fails before any model, process group or output folder exists
+    validate(cfg, edist.world_size(), a.resume, a.force)
+    run(cfg, a.resume)
+    return 0
 
 
-def guarded(entry) -> int:
-    """`entry()`'s exit code; bad input (E2WMError) is one line on rank 0 and exit code 2."""
-    from e2wm.quiet import quiet_libraries
-    quiet_libraries()
-    try:
-        return entry() or 0
-    except E2WMError as e:
-        # every rank fails alike, so one line is enough; but a rank that exits first can get rank 0 killed
-        # before it prints, so a launcher that reads every rank's output (e2wm.pipeline.launch) asks for all
-        if os.environ.get("RANK", "0") == "0" or os.environ.get("E2WM_ERRORS_ON_EVERY_RANK") == "1":
-            print(f"e2wm: error: {e}", file=sys.stderr)
-        return 2
-
-
-def exit_now(code: int) -> None:
-    """Leave without the interpreter's teardown. Every file is written and the process group is gone by
-    now, but C++ threads of torch.distributed / DeepSpeed can still abort a ZeRO-3 rank while Python
-    unwinds ("terminate called without an active exception"), turning a finished run into a failed one."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+def main(argv=None) -> int:
+    from e2wm.train.dist import guarded
+    return guarded(lambda: entry(argv))
 
 
 if __name__ == "__main__":
+    from e2wm.train.dist import exit_now
     exit_now(main())

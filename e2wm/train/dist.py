@@ -2,21 +2,25 @@
 nccl on CUDA, gloo on CPU (see shared notes, stack.md section 2)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
 import tempfile
+from collections.abc import Iterator
 
 import torch
 
+from e2wm.errors import E2WMError
+
 
 def cpu_env(extra: dict | None = None) -> dict:
-    """An environment for DeepSpeed on CPU: gloo, one thread per rank, JIT cache out of $HOME."""
+    """An environment for DeepSpeed on CPU: gloo, one thread per rank, JIT cache out of $HOME. Hub access
+    (HF_HUB_OFFLINE and the like) is left as the user's environment has it."""
     env = dict(os.environ)
     env.setdefault("DS_ACCELERATOR", "cpu")
     env.setdefault("OMP_NUM_THREADS", "1")  # ranks share few cores; more threads only thrash
     env.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(tempfile.gettempdir(), "e2wm-torch-ext"))
-    env.setdefault("HF_HUB_OFFLINE", "1")
     env.update(extra or {})
     return env
 
@@ -64,24 +68,31 @@ def device() -> torch.device:
     return torch.device(acc.device_name(int(os.environ.get("LOCAL_RANK", "0"))))
 
 
-_LONE_ENV: dict[str, str] = {}   # the launcher variables init_distributed set for a lone process
+_LAUNCHER_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
-def init_distributed() -> tuple[int, int]:
-    """Join (or create, for a lone process) the process group on the accelerator's backend.
+@contextlib.contextmanager
+def process_group() -> Iterator[tuple[int, int]]:
+    """`with process_group() as (rank, world):` the process group on the accelerator's backend.
 
-    A process started without a launcher becomes rank 0 of a world of 1 on a free local port,
-    so single-process runs go through the same DeepSpeed code as multi-node ones.
+    A group that exists already (the caller's, Ray Train's) is used and kept. Otherwise one is created: the
+    launcher's (torchrun, deepspeed) when its variables are set, else, for a lone process, rank 0 of a world
+    of 1 on a free local port, so single-process runs go through the same DeepSpeed code as multi-node ones.
+    The lone process's launcher variables hold only inside the block: os.environ is left as it was found, so
+    a later run or a child process does not inherit them. A DeepSpeed engine made inside must be destroyed
+    before the block ends (the group going first aborts ZeRO-3 at exit).
     """
     import deepspeed
     import torch.distributed as dist
 
-    if not dist.is_initialized():
+    if dist.is_initialized():
+        yield dist.get_rank(), dist.get_world_size()
+        return
+    saved = {key: os.environ.get(key) for key in _LAUNCHER_VARS}
+    try:
         if not is_distributed_env():
-            lone = dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1",
-                        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
-            os.environ.update(lone)
-            _LONE_ENV.update(lone)   # taken back by shutdown: a later run or child process must not inherit them
+            os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1",
+                              MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
         acc = accelerator()
         if acc.device_name() != "cpu":
             acc.set_device(int(os.environ.get("LOCAL_RANK", "0")))
@@ -90,23 +101,61 @@ def init_distributed() -> tuple[int, int]:
             if not extensions.skip_shm_op(world_size()):
                 extensions.check_locks([extensions.SHM_OP])   # a killed build's lock would hang us forever
         deepspeed.init_distributed(dist_backend=acc.communication_backend_name())
-    return dist.get_rank(), dist.get_world_size()
+        yield dist.get_rank(), dist.get_world_size()
+    finally:
+        if dist.is_initialized():
+            import deepspeed.comm as ds_comm
+            if ds_comm.is_initialized():   # DeepSpeed's also drops its cached groups, so a later run starts clean
+                ds_comm.destroy_process_group()
+            else:
+                dist.destroy_process_group()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
-def shutdown(engine=None, destroy_group: bool = True) -> None:
-    """engine.destroy() BEFORE destroying the group: avoids the ZeRO-3 SIGABRT at exit."""
-    import torch.distributed as dist
+# ---------------------------------------------------------------- a rank's entry and exit
 
-    if engine is not None:
-        engine.destroy()
-    if destroy_group and dist.is_initialized():
-        import deepspeed.comm as ds_comm
-        if ds_comm.is_initialized():   # DeepSpeed's also drops its cached groups, so a later run starts clean
-            ds_comm.destroy_process_group()
-        else:
-            dist.destroy_process_group()
-    if destroy_group:
-        for key, value in list(_LONE_ENV.items()):
-            if os.environ.get(key) == value:
-                del os.environ[key]
-        _LONE_ENV.clear()
+ERROR_DIR = "E2WM_ERROR_DIR"   # set by a launcher that reports its ranks' failures itself (e2wm.pipeline.launch)
+
+
+def guarded(stage) -> int:
+    """`stage()`'s exit code; bad input (E2WMError) is exit code 2 and one line on rank 0, other exceptions
+    keep their traceback. Under a launcher that set $E2WM_ERROR_DIR, each failing rank records its failure
+    there as rank-N.json ({"rank", "kind": "bad_input" or "crash", "type", "message"}) and prints no line: the
+    launcher makes the one line from those files."""
+    from e2wm.quiet import quiet_libraries
+    quiet_libraries()
+    try:
+        return stage() or 0
+    except E2WMError as e:
+        # every rank fails alike, so one line is enough
+        if not _record_failure("bad_input", e) and os.environ.get("RANK", "0") == "0":
+            print(f"e2wm: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        _record_failure("crash", e)
+        raise
+
+
+def _record_failure(kind: str, error: Exception) -> bool:
+    """Write this rank's failure into the launcher's error folder; False when no launcher asked for it."""
+    folder = os.environ.get(ERROR_DIR)
+    if not folder:
+        return False
+    from e2wm.files import write_json
+    rank = int(os.environ.get("RANK", "0"))
+    write_json(os.path.join(folder, f"rank-{rank}.json"),
+               {"rank": rank, "kind": kind, "type": type(error).__name__, "message": str(error)})
+    return True
+
+
+def exit_now(code: int) -> None:
+    """Leave without the interpreter's teardown. Every file is written and the process group is gone by
+    now, but C++ threads of torch.distributed / DeepSpeed can still abort a ZeRO-3 rank while Python
+    unwinds ("terminate called without an active exception"), turning a finished run into a failed one."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -116,7 +116,7 @@ def check_locks(names, root: Path | None = None, stale_s: float | None = None, p
 
 def skip_shm_op(world: int) -> bool:
     """A one-process CPU run needs no shared-memory collective: tell DeepSpeed the op is not available, so
-    that `init_distributed` neither JIT-builds it (tens of seconds on a fresh machine) nor waits on its lock.
+    that `process_group` neither JIT-builds it (tens of seconds on a fresh machine) nor waits on its lock.
     Returns True when it was switched off."""
     if world != 1:
         return False

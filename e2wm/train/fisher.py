@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from pathlib import Path
 
 import torch
@@ -32,7 +31,7 @@ import torch.nn.functional as F_
 from e2wm.argparser import Parser, bounded
 from e2wm.errors import E2WMError
 from e2wm.files import loads, output_dir, read_text, write_json
-from e2wm.train.fisher_io import (FISHER_FILE, all_finite, atomic_save, load_fisher, save_fisher, shard_name,
+from e2wm.train.fisher_io import (FISHER_FILE, all_finite, load_fisher, save_fisher, shard_name,
                                   weight_sums)
 from e2wm.train.model import add_lora, base_name, base_weight_names, load_model, load_tokenizer
 from e2wm.train.tokens import encode
@@ -167,7 +166,7 @@ def _save_checkpoint(out_dir, rank: int, world: int, position: int, samples: int
     d = _ckpt_dir(out_dir)
     d.mkdir(parents=True, exist_ok=True)
     mine = f"rank{rank:03d}-pos{position:09d}.safetensors"
-    atomic_save(sums, d / mine, {"samples": samples, "tokens": tokens, "position": position})
+    save_fisher(d, sums, {"samples": samples, "tokens": tokens, "position": position}, mine)
     barrier()  # a position is committed only once every rank has its file
     if rank == 0:
         write_json(d / "state.json", {"position": position, "world": world, "fingerprint": fingerprint})
@@ -420,22 +419,19 @@ def main_fisher(argv=None) -> int:
         _, meta = compute_fisher(model.to(edist.device()), texts, tok, **kw)
         print(f"fisher: {meta['samples']} samples, {meta['tokens']} tokens -> {Path(a.out) / FISHER_FILE}")
         return 0
-    import torch.distributed as dist
-
-    own_group = not dist.is_initialized()  # a caller that set up the group keeps it
-    edist.init_distributed()
-    engine = None
-    try:   # a model that fails to load still leaves no group (nor its variables) behind
+    # a caller's group is kept; a model that fails to load still leaves no group (nor its variables) behind
+    with edist.process_group() as (rank, _):
         model = add_lora(load_model(a.model, field="--model"), targets=targets, field="--lora-targets")
         engine = _engine(model, a.zero_stage or 0, a.micro_batch)
-        _, meta = compute_fisher_deepspeed(engine, texts, tok, zero_stage=a.zero_stage or 0, **kw)
-    finally:
-        edist.shutdown(engine, destroy_group=own_group)
-    if int(os.environ.get("RANK", "0")) == 0:
+        try:
+            _, meta = compute_fisher_deepspeed(engine, texts, tok, zero_stage=a.zero_stage or 0, **kw)
+        finally:   # before the group goes: ZeRO-3 aborts at exit otherwise
+            engine.destroy()
+    if rank == 0:
         print(f"fisher: {meta['samples']} samples, {meta['tokens']} tokens -> {Path(a.out) / FISHER_FILE}")
     return 0
 
 
 if __name__ == "__main__":
-    from e2wm.train.__main__ import exit_now, guarded
+    from e2wm.train.dist import exit_now, guarded
     exit_now(guarded(main_fisher))

@@ -8,6 +8,7 @@ the parts.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -53,13 +54,12 @@ class Recipe:
     def __init__(self, cfg: TrainConfig, resume: str | None = None):
         self.cfg, self.resume_arg = cfg, resume
         self.out = Path(cfg.out)
-        self.engine, self.logger, self.own_group = None, None, False   # what cleanup() undoes
+        self.engine, self.logger = None, None   # what cleanup() undoes, with the process group
+        self.group = contextlib.ExitStack()
 
     # ------------------------------------------------------------ setup
 
     def setup(self) -> None:
-        import torch.distributed as dist
-
         cfg = self.cfg
         # the user's files first (checkpoint, rows, tokenizer): bad input fails before any process group
         self.resume_dir, state = self._find_resume()
@@ -72,8 +72,7 @@ class Recipe:
             general, self.kl_corpus = read_range(r.corpus, r.corpus_start, r.corpus_end,
                                                  "regularizer.corpus_start..corpus_end", field="regularizer.corpus")
         self.tokenizer = load_tokenizer(cfg.model.name_or_path, cfg.model.trust_remote_code)
-        self.own_group = not dist.is_initialized()   # a caller that set up the group keeps it
-        self.rank, self.world = edist.init_distributed()
+        self.rank, self.world = self.group.enter_context(edist.process_group())   # a caller's group is kept
         self.device = edist.device()
         self.gas = gradient_accumulation(cfg, self.world)
         truncated = self._load_data(rows, state)
@@ -334,7 +333,9 @@ class Recipe:
         """Undo what setup got to, also when it failed half-way (bad input found after the group started)."""
         if self.logger is not None:
             self.logger.close()
-        edist.shutdown(self.engine, destroy_group=self.own_group)
+        if self.engine is not None:   # before the group goes: ZeRO-3 aborts at exit otherwise
+            self.engine.destroy()
+        self.group.close()
 
 
 def run(cfg: TrainConfig, resume: str | None = None) -> Path:

@@ -1,5 +1,6 @@
 """The stage launcher: the Fisher and training stages of a tiny setup on 2 Ray Train workers (gloo) give the
 same Fisher and the same adapter as on 2 torchrun ranks; a failing stage is one E2WMError line naming it."""
+import contextlib
 import os
 
 import pytest
@@ -10,6 +11,7 @@ from safetensors.torch import load_file
 from e2wm.cli import main
 from e2wm.errors import E2WMError
 from e2wm.pipeline.launch import run_stage
+from e2wm.train.dist import ERROR_DIR
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")   # no token file, no clash with a developer's cluster
 RAY_LAUNCHERS = ("deepspeed", "ray")
@@ -90,3 +92,62 @@ def test_a_failing_stage_is_one_error_naming_it(launcher, tmp_path, request, cap
 def test_local_launcher_runs_one_rank_only():
     with pytest.raises(E2WMError, match="stage train: the local launcher runs 1 rank"):
         run_stage("train", ["--config", "x.yaml"], launcher="local", workers=2)
+
+
+def _launched(monkeypatch, ranks_write=()):
+    """run_stage("train") under the deepspeed launcher on CPU, its processes faked: each (rank, exception) of
+    `ranks_write` is recorded by `guarded` as that rank would; returns (the env the launcher gave, the error)."""
+    from e2wm.pipeline import launch
+    from e2wm.train.dist import guarded
+    seen = {}
+
+    def ranks(cmd, env, log):
+        seen.update(env)
+        for rank, error in ranks_write:
+            monkeypatch.setenv("RANK", str(rank))
+            monkeypatch.setenv(ERROR_DIR, env[ERROR_DIR])
+
+            def fail(error=error):
+                raise error
+            with contextlib.suppress(Exception):
+                guarded(fail)
+        return 1 if ranks_write else 0
+    monkeypatch.setattr(launch, "_stream", ranks)
+    try:
+        run_stage("train", ["--config", "x.yaml"], launcher="deepspeed", workers=2, log=lambda line: None)
+    except E2WMError as e:
+        return seen, str(e)
+    return seen, None
+
+
+@pytest.mark.parametrize("user", [None, "0", "1"])
+def test_a_launched_cpu_stage_gets_the_users_hub_setting(user, monkeypatch):
+    if user is None:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    else:
+        monkeypatch.setenv("HF_HUB_OFFLINE", user)
+    env, error = _launched(monkeypatch)
+    assert error is None and env.get("HF_HUB_OFFLINE") == user
+
+
+def test_a_launched_stage_fails_with_what_its_ranks_recorded(monkeypatch, capsys):
+    # the lowest rank's bad input wins over a crash; a rank under the launcher prints no line of its own
+    env, error = _launched(monkeypatch, [(0, ValueError("boom\nsecond line")), (3, E2WMError("c.yaml: bad")),
+                                         (1, E2WMError("b.yaml: bad"))])
+    assert error == "stage train failed (exit 1): b.yaml: bad"
+    assert "e2wm: error" not in capsys.readouterr().err
+    assert not os.path.exists(env[ERROR_DIR])   # the run's error folder goes with it
+    _, error = _launched(monkeypatch, [(1, ValueError("boom\n  second line"))])
+    assert error == "stage train failed (exit 1): ValueError: boom second line"
+
+
+def test_guarded_prints_bad_input_on_rank_0_only_without_a_launcher_folder(monkeypatch, capsys):
+    from e2wm.train.dist import guarded
+    monkeypatch.delenv(ERROR_DIR, raising=False)
+
+    def bad():
+        raise E2WMError("x.yaml: no such config file")
+    for rank, shown in (("1", False), ("0", True)):
+        monkeypatch.setenv("RANK", rank)
+        assert guarded(bad) == 2
+        assert ("e2wm: error: x.yaml: no such config file" in capsys.readouterr().err) == shown

@@ -13,23 +13,22 @@ from e2wm.train.fisher import FisherInterrupted, main_fisher
 
 def main() -> int:
     root, stages, rest = sys.argv[1], sys.argv[2], [a for a in sys.argv[3:] if not a.startswith("--local")]
-    edist.init_distributed()  # one group for all runs: re-initialising per run costs seconds
-    for st in stages.split(","):
-        for mb in ("1", "4", "8"):
-            main_fisher([*rest, "--zero-stage", st, "--micro-batch", mb, "--out", f"{root}/z{st}-mb{mb}"])
-    main_fisher([*rest, "--zero-stage", "3", "--method", "loop", "--out", f"{root}/z3-loop"])
-    for name, again in (("same", "4"), ("other", "3")):
-        run = [*rest, "--zero-stage", "3", "--out", f"{root}/resume-{name}", "--checkpoint-every", "2"]
-        try:  # interrupted at micro-batch 4; the same command (or another micro-batch) resumes it
-            main_fisher([*run, "--micro-batch", "4", "--stop-after", "3"])
-            raise SystemExit("stop-after did not interrupt the run")
-        except FisherInterrupted:
-            pass
-        main_fisher([*run, "--micro-batch", again])
-    edist.shutdown()
+    with edist.process_group():  # one group for all runs: re-initialising per run costs seconds
+        for st in stages.split(","):
+            for mb in ("1", "4", "8"):
+                main_fisher([*rest, "--zero-stage", st, "--micro-batch", mb, "--out", f"{root}/z{st}-mb{mb}"])
+        main_fisher([*rest, "--zero-stage", "3", "--method", "loop", "--out", f"{root}/z3-loop"])
+        for name, again in (("same", "4"), ("other", "3")):
+            run = [*rest, "--zero-stage", "3", "--out", f"{root}/resume-{name}", "--checkpoint-every", "2"]
+            try:  # interrupted at micro-batch 4; the same command (or another micro-batch) resumes it
+                main_fisher([*run, "--micro-batch", "4", "--stop-after", "3"])
+                raise SystemExit("stop-after did not interrupt the run")
+            except FisherInterrupted:
+                pass
+            main_fisher([*run, "--micro-batch", again])
     return 0
 
 
 if __name__ == "__main__":
-    from e2wm.train.__main__ import exit_now
+    from e2wm.train.dist import exit_now
     exit_now(main())

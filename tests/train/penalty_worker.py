@@ -7,22 +7,17 @@ that both ranks share) it records the penalty value and the full A/B gradients
 The Fisher is read from the file as training reads it: whole at ZeRO-0/2 (autograd penalty), each rank's
 partition at ZeRO-3 (explicit gradients after the backward).
 """
-import os
 import sys
 
+import deepspeed
 import torch
+import torch.distributed as dist
+from deepspeed.utils import safe_get_full_grad
+from train_helpers import make_case   # this script's neighbour
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
-
-from tests.train.test_regularizers import make_case  # noqa: E402
-
-import deepspeed  # noqa: E402
-import torch.distributed as dist  # noqa: E402
-from deepspeed.utils import safe_get_full_grad  # noqa: E402
-
-from e2wm.train.fisher_io import read_for_params  # noqa: E402
-from e2wm.train.model import base_name, lora_pairs  # noqa: E402
-from e2wm.train.regularizers import Zero3EWCLoRA, make_regularizer  # noqa: E402
+from e2wm.train.fisher_io import read_for_params
+from e2wm.train.model import base_name, lora_pairs
+from e2wm.train.regularizers import Zero3EWCLoRA, make_regularizer
 
 
 def run(stage: int, mode: str, fisher_file: str) -> dict:
@@ -62,6 +57,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from e2wm.train.__main__ import exit_now
+    from e2wm.train.dist import exit_now
     main()
     exit_now(0)

@@ -17,22 +17,21 @@ from e2wm.train.recipe import Recipe
 
 def main() -> int:
     spec = json.loads(Path(sys.argv[1]).read_text())
-    rank, _ = edist.init_distributed()  # one group for all jobs: re-initialising per job costs seconds
-    for job in spec["jobs"]:
-        recipe = Recipe(build(TrainConfig, job["config"], job["name"]))
-        recipe.setup()
-        recipe.train()
-        recipe.export()
-        if "probe" in job:
-            with torch.no_grad():   # every rank runs the forward: ZeRO-3 gathers weights collectively
-                logits = recipe.engine(input_ids=torch.tensor(job["probe"], device=recipe.device)).logits
-            if rank == 0:
-                torch.save(logits.float().cpu(), Path(job["config"]["out"]) / "probe_logits.pt")
-        recipe.cleanup()
-    edist.shutdown()
+    with edist.process_group() as (rank, _):  # one group for all jobs: re-initialising per job costs seconds
+        for job in spec["jobs"]:
+            recipe = Recipe(build(TrainConfig, job["config"], job["name"]))
+            recipe.setup()
+            recipe.train()
+            recipe.export()
+            if "probe" in job:
+                with torch.no_grad():   # every rank runs the forward: ZeRO-3 gathers weights collectively
+                    logits = recipe.engine(input_ids=torch.tensor(job["probe"], device=recipe.device)).logits
+                if rank == 0:
+                    torch.save(logits.float().cpu(), Path(job["config"]["out"]) / "probe_logits.pt")
+            recipe.cleanup()
     return 0
 
 
 if __name__ == "__main__":
-    from e2wm.train.__main__ import exit_now
+    from e2wm.train.dist import exit_now
     exit_now(main())
