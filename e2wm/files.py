@@ -3,7 +3,8 @@
 Reads name the file (and line) on every failure: a missing path, a directory or a device where a
 file is expected, a symlink out of the folder it must stay in, non-UTF-8 bytes, JSON that is
 malformed, too deep or holds NaN/Infinity, a file over its size limit. Writes are atomic (a
-temporary name in the same folder, fsync, rename), get the user's umask, and JSON is finite.
+temporary name in the same folder, then rename: `atomic_file`, `write_atomic`, and `atomic_dir` for a
+folder), get the user's umask, and JSON is finite.
 Output folders are checked before any work starts and created only after that.
 """
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import stat
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from e2wm.errors import E2WMError
@@ -153,32 +156,56 @@ def file_mode() -> int:
     return 0o666 & ~_UMASK
 
 
-def write_atomic(path: str | Path, data: bytes | str) -> Path:
-    """Write `data` to `path` through a temporary file in its folder: readers see old or new, never half."""
+@contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside `path` for a library to write (safetensors, torch.save); when the block
+    completes it is fsync'd, given the user's umask and renamed to `path` (readers see old or new, never
+    half); when it fails it is removed and `path` is left as it was."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    if isinstance(data, str):
-        data = data.encode("utf-8")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")   # hidden, and unique to this process
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
+        yield tmp
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        os.chmod(tmp, file_mode())
+        os.chmod(tmp, file_mode())   # a library's mode (safetensors: 0600) -> the user's umask
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return path
+
+
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """A new temporary folder beside `path` that replaces `path` when the block completes, its files given
+    the user's umask; the old `path` is moved aside and removed only once the new one is in place, so
+    `path` is never missing nor half-written. When the block fails the temporary folder is removed."""
+    path = Path(path)
+    tmp, old = (path.with_name(f".{path.name}.{kind}-{os.getpid()}") for kind in ("tmp", "old"))
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        for f in tmp.rglob("*"):
+            if f.is_file() and not f.is_symlink():
+                os.chmod(f, file_mode())
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if path.exists() or path.is_symlink():
+        os.replace(path, old)
+    tmp.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> Path:
+    """Write `data` (text as UTF-8) to `path` through `atomic_file`."""
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    return Path(path)
 
 
 def write_json(path: str | Path, obj, indent: int | None = 1, **kw) -> Path:
     return write_atomic(path, dumps(obj, indent=indent, **kw) + "\n")
-
-
-def settle(path: str | Path) -> None:
-    """Give a file written by a library (safetensors, torch) the user's umask, not the library's mode."""
-    os.chmod(path, file_mode())
 
 
 def apart(out: str | Path, inputs, flag: str = "--out") -> None:

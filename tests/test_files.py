@@ -10,7 +10,7 @@ from run_helpers import tiny_train_config
 
 from e2wm.cli import main
 from e2wm.errors import E2WMError
-from e2wm.files import apart
+from e2wm.files import apart, atomic_dir, atomic_file
 from e2wm.train.model import add_lora, byte_tokenizer, tiny_causal_lm
 
 
@@ -112,3 +112,26 @@ def test_out_overlapping_an_input_is_refused(ws, tiny_model_dir, cli_error, case
     before = _snapshot(ws)
     cli_error(argv, names)
     assert _snapshot(ws) == before
+
+
+# ---------------------------------------------------------------- the one atomic writer
+
+def test_atomic_file_and_dir_keep_the_old_on_failure_and_replace_it_on_success(tmp_path):
+    f, d = tmp_path / "f.bin", tmp_path / "d"
+    f.write_bytes(b"old")
+    d.mkdir()
+    (d / "x").write_text("old")
+    for writer, target in ((atomic_file, f), (atomic_dir, d)):
+        with pytest.raises(RuntimeError), writer(target) as tmp:
+            assert tmp.parent == tmp_path and tmp != target
+            (tmp / "x" if tmp.is_dir() else tmp).write_text("half")
+            raise RuntimeError("interrupted")
+    assert f.read_bytes() == b"old" and (d / "x").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "f.bin"]   # no temporary left behind
+    with atomic_file(f) as tmp:
+        tmp.write_bytes(b"new")
+    with atomic_dir(d) as tmp:
+        (tmp / "y").write_text("new")
+        assert (d / "x").read_text() == "old"   # the old folder stays until the new one is whole
+    assert f.read_bytes() == b"new" and sorted(p.name for p in d.iterdir()) == ["y"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "f.bin"]

@@ -1,6 +1,6 @@
 """`e2wm build-data`: collected episodes -> training rows per task and evaluation suites, leak-checked.
 
-Output (written under a temporary name, then renamed; an existing directory is never overwritten):
+Output (written whole by `atomic_dir`; an existing directory is never overwritten):
   train/<task>.jsonl     training rows {"task", "input", "ref", "weight"}; the text is f"{input} {ref}\n"
   eval/<suite>.jsonl     E2WM's released evaluation format: {"input", "ref"} or
                          {"input", "answer_list", "answer"}, one JSON object per line
@@ -12,9 +12,7 @@ Output (written under a temporary name, then renamed; an existing directory is n
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
 from pathlib import Path
 
 from e2wm.collect.episodes import canonical_json
@@ -28,7 +26,7 @@ from e2wm.data.suites.options import INTERNAL
 from e2wm.data.tasks import activity_recognition, counting, object_path, plan_generation
 from e2wm.data.views import names_goal_objects, pair, plans
 from e2wm.errors import E2WMError
-from e2wm.files import dumps, output_dir
+from e2wm.files import atomic_dir, dumps, output_dir
 from e2wm.world.activities import ACTIVITIES
 
 TASKS = (plan_generation, activity_recognition, counting, object_path)
@@ -130,9 +128,7 @@ def _jsonl(path: Path, rows) -> None:
 def _write(out: Path, cfg, train, suites, summary) -> None:
     import datasets
     datasets.disable_progress_bars()
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_dir(out) as tmp:
         for task, rows in train.items():
             _jsonl(tmp / "train" / f"{task}.jsonl", rows)
         eval_rows = {}
@@ -144,10 +140,6 @@ def _write(out: Path, cfg, train, suites, summary) -> None:
         datasets.DatasetDict(splits).save_to_disk(str(tmp / "hf"))
         (tmp / "summary.json").write_text(dumps(summary, indent=1))
         (tmp / "README.md").write_text(_card(summary))
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _card(s: dict) -> str:

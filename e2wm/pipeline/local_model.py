@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import math
 import random
-import shutil
 import time
 from pathlib import Path
 
 import torch
 
-from e2wm.files import read_jsonl
+from e2wm.errors import E2WMError
+from e2wm.files import atomic_dir, read_jsonl
 
 
 def train_tokenizer(texts: list[str], vocab_size: int):
@@ -41,7 +41,8 @@ def pretrain(model, tok, docs: list[str], steps: int, lr: float, batch: int, len
     ids = [t for d in docs for t in tok(d)["input_ids"] + [tok.eos_token_id]]
     windows = [ids[i:i + length] for i in range(0, len(ids) - length, length)]
     if not windows:
-        raise ValueError("the general corpus is shorter than one pretraining window")
+        raise E2WMError(f"model.pretrain_length {length}: the general corpus holds {len(ids)} tokens, not more "
+                        f"than one pretraining window; lower it or use a larger corpus")
     rng = random.Random(seed)
     model.to(dev).train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
@@ -67,15 +68,14 @@ def pretrain(model, tok, docs: list[str], steps: int, lr: float, batch: int, len
 
 
 def make_local_model(cfg, texts: list[str], general: list[str], out: Path, log=print) -> dict:
-    """Tokenizer + model from `cfg` (a ModelStage) saved to `out` (written whole, then renamed)."""
-    from transformers import LlamaForCausalLM
+    """Tokenizer + model from `cfg` (a ModelStage) saved to `out` (`atomic_dir`)."""
     from transformers.utils import logging as hf_logging
 
-    from e2wm.train.model import tiny_config
+    from e2wm.train.model import tiny_causal_lm
     hf_logging.disable_progress_bar()
     tok = train_tokenizer(texts + general, cfg.vocab_size)
-    torch.manual_seed(cfg.seed)
-    model = LlamaForCausalLM(tiny_config(len(tok), cfg.hidden, cfg.layers, cfg.heads)).to(torch.float32)
+    with torch.random.fork_rng(devices=[]):   # HF draws initial weights from the global RNG: seed it only here
+        model = tiny_causal_lm(cfg.seed, len(tok), cfg.hidden, cfg.layers, cfg.heads)
     n = sum(p.numel() for p in model.parameters())
     log(f"  tokenizer: {len(tok)} BPE tokens; model: Llama, hidden {cfg.hidden}, {cfg.layers} layers, "
         f"{n / 1e6:.2f}M parameters")
@@ -83,10 +83,7 @@ def make_local_model(cfg, texts: list[str], general: list[str], out: Path, log=p
     if cfg.pretrain_steps:
         info["pretrain_loss"] = pretrain(model, tok, general, cfg.pretrain_steps, cfg.pretrain_lr,
                                          cfg.pretrain_batch, cfg.pretrain_length, cfg.seed, log)
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.cpu().save_pretrained(str(tmp))
-    tok.save_pretrained(str(tmp))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    with atomic_dir(out) as tmp:
+        model.cpu().save_pretrained(str(tmp))
+        tok.save_pretrained(str(tmp))
     return info

@@ -1,4 +1,4 @@
-"""Training checkpoints: `RUN/checkpoints/step-NNNNNNNN/`, visible only once complete (tmp dir -> rename).
+"""Training checkpoints: `RUN/checkpoints/step-NNNNNNNN/`, visible only once complete (`atomic_dir`).
 
 * LoRA runs store their small trainable state consolidated (`trainable.safetensors`: fp32 master
   weights and AdamW moments, gathered with DeepSpeed's `safe_get_full_*`), so a checkpoint written on
@@ -11,15 +11,15 @@
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
 from e2wm.errors import E2WMError
-from e2wm.files import write_json
+from e2wm.files import atomic_dir, write_json
 
 STATE = "trainer_state.json"
 TRAINABLE = "trainable.safetensors"
@@ -123,34 +123,31 @@ def gather_trainable(engine) -> dict[str, torch.Tensor]:
             out[f"param/{name}"] = p.detach()
             for k in MOMENTS:
                 out[f"{k}/{name}"] = inner.state[p][k] if k in inner.state.get(p, {}) else torch.zeros_like(p)
-    return {k: v.detach().float().cpu().clone() for k, v in out.items()}
+    return {k: v.detach().float().cpu().clone(memory_format=torch.contiguous_format) for k, v in out.items()}
 
 
 def save(engine, run_dir, step: int, state: dict, lora: bool, keep_last: int) -> Path:
-    """Write step `step` (every rank calls; rank 0 commits by renaming) and drop all but `keep_last`."""
+    """Write step `step` (every rank calls, into rank 0's `atomic_dir`) and drop all but `keep_last`."""
     import torch.distributed as dist
-
-    from e2wm.train.fisher_io import atomic_save
+    from safetensors.torch import save_file
 
     rank = dist.get_rank()
     final = step_dir(run_dir, step)
-    tmp = final.with_name(f".tmp-{final.name}")
-    if rank == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    dist.barrier()
-    if lora:
-        tensors = gather_trainable(engine)
+    with atomic_dir(final) if rank == 0 else nullcontext() as tmp:
+        shared = [tmp]
+        dist.broadcast_object_list(shared, src=0)   # the temporary folder's name is rank 0's
+        tmp = shared[0]
+        if lora:
+            tensors = gather_trainable(engine)
+            if rank == 0:
+                save_file(tensors, str(tmp / TRAINABLE))
+        else:
+            engine.save_checkpoint(str(tmp), tag="ds", save_latest=False)
+        dist.barrier()
         if rank == 0:
-            atomic_save(tensors, tmp / TRAINABLE, {})
-    else:
-        engine.save_checkpoint(str(tmp), tag="ds", save_latest=False)
-    dist.barrier()
+            write_json(tmp / STATE, {**state, "step": step, "optimizer_steps": optimizer_step_count(engine),
+                                     "lora": lora})
     if rank == 0:
-        write_json(tmp / STATE, {**state, "step": step, "optimizer_steps": optimizer_step_count(engine),
-                                 "lora": lora})
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
         for old in sorted(final.parent.glob("step-*"))[:-keep_last]:
             shutil.rmtree(old, ignore_errors=True)
     dist.barrier()

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -120,28 +118,12 @@ def kl_corpus(folder) -> dict | None:
 
 @contextmanager
 def _writing(out, source, kl=None):
-    """A temporary directory beside `out` that replaces `out` once the block completes; its files get
-    the user's umask (safetensors writes 0600) and a marker naming `source` (and the `kl` run's documents)."""
-    from e2wm.files import settle, write_json
+    """`atomic_dir(out)`, plus a marker naming `source` (and the `kl` run's documents)."""
+    from e2wm.files import atomic_dir, write_json
 
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_dir(out) as tmp:
         yield tmp
-        for f in tmp.rglob("*"):
-            if f.is_file():
-                settle(f)
         write_json(tmp / MARKER, {"source": str(source), **({KL_CORPUS: kl} if kl else {})})
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        os.replace(out, old)   # out is never missing and never half-written
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def export(step_path, out, force: bool = False) -> Path:

@@ -20,40 +20,27 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from pathlib import Path
 
 import torch
 
 from e2wm.errors import E2WMError
-from e2wm.files import input_file, settle
+from e2wm.files import atomic_file, input_file
 
 FISHER_FILE = "fisher.safetensors"
 SCALES = ("e2wm_int8", "raw", "mean")
 
 
-def atomic_save(tensors: dict, path: Path, metadata: dict) -> None:
-    """safetensors at `path` through a temporary name, with the user's umask (safetensors writes 0600)."""
+def save_fisher(out_dir, tensors: dict[str, torch.Tensor], metadata: dict, name: str = FISHER_FILE) -> Path:
+    """Write `tensors` (+ metadata, as text) to out_dir/name atomically (`atomic_file`); returns the path."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
-                  metadata={k: str(v) for k, v in metadata.items()})
-        settle(tmp)
-        os.replace(tmp, path)  # readers never see a half-written file
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def save_fisher(out_dir, tensors: dict[str, torch.Tensor], metadata: dict, name: str = FISHER_FILE) -> Path:
-    """Write `tensors` (+ string metadata) to out_dir/name atomically; returns the path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_save(tensors, out / name, metadata)
+    with atomic_file(out / name) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
+                  metadata={k: str(v) for k, v in metadata.items()})
     return out / name
 
 
