@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from run_helpers import tiny_train_config, write_rows
 
@@ -25,6 +26,7 @@ def _run(args, cwd, env):
     return p.stdout, p.stderr
 
 
+@pytest.mark.slow
 def test_successful_runs_print_only_our_lines(tmp_path, tiny_model_dir):
     write_rows(tmp_path / "data.jsonl")
     (tmp_path / "mc.jsonl").write_text(json.dumps({"input": "Question: to wash, use\nAnswer:",

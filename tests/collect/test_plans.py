@@ -50,6 +50,7 @@ def test_episode_json_round_trip():
     assert back == ep and back.to_json() == ep.to_json()
 
 
+@pytest.mark.slow
 def test_success_means_the_plan_reexecutes_to_every_goal_fact():
     for name, seed in (("watch tv", 0), ("put away dishes", 0), ("make toast", 2)):
         seed = next(s for s in _fitting_seeds(get_activity(name)) if s >= seed)
@@ -98,6 +99,7 @@ def test_tidying_opens_in_the_first_objects_room_and_walks_to_what_is_acted_on(t
     assert tidy_plan(w, tv, plan, MCTSConfig()) == [("[Walk] <tv> (22)",), ("[SwitchOn] <tv> (22)",)]
 
 
+@pytest.mark.slow
 def test_robothow_program_goal():
     pytest.importorskip("virtualhome_eval")
     ep = plan_episode("robothow:file1003_2", None, MCTSConfig(simulations=2000), seed=0)

@@ -19,11 +19,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from run_helpers import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -153,19 +153,18 @@ def _stop_cluster(head: subprocess.Popen, temp_dir: str) -> None:
 
 
 def _wait_for_jobs_api(url: str, head: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
+    def up() -> bool:
         if head.poll() is not None:
             pytest.fail(f"`ray start --head` exited with {head.returncode}:\n{log.read_text()[-4000:]}")
         try:
             with urllib.request.urlopen(url + "/api/jobs/", timeout=2) as r:
-                if r.status == 200:
-                    return
+                return r.status == 200
         except OSError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"the Ray Jobs API at {url} did not come up in {START_TIMEOUT_S} s:\n"
-                f"{log.read_text()[-4000:]}")
+            return False
+    try:
+        wait_for(up, START_TIMEOUT_S, f"the Ray Jobs API at {url}", interval=0.5)
+    except AssertionError as e:
+        pytest.fail(f"{e}:\n{log.read_text()[-4000:]}")
 
 
 @pytest.fixture

@@ -4,9 +4,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
+from run_helpers import wait_for
 
 from e2wm.cli import main
 from e2wm.collect.config import CollectConfig
@@ -59,12 +59,9 @@ def test_killed_driver_resumes_without_duplicates(tmp_path):
     out = tmp_path / "killed"
     p = subprocess.Popen(args + ["--out", str(out)], env=env, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and p.poll() is None:
-        m = out / MANIFEST
-        if m.exists() and 2 <= len(json.loads(m.read_text())["shards"]) < 12:
-            break
-        time.sleep(0.2)
+    m = out / MANIFEST
+    wait_for(lambda: p.poll() is not None or (m.exists() and 2 <= len(json.loads(m.read_text())["shards"]) < 12),
+             120, "two shards in the manifest")
     assert p.poll() is None, "the job finished before it could be killed"
     p.send_signal(signal.SIGKILL)
     p.wait(timeout=30)
@@ -84,6 +81,7 @@ def test_killed_driver_resumes_without_duplicates(tmp_path):
     assert stats["skipped_resumed"] == 4 * done_before
 
 
+@pytest.mark.slow
 def test_deterministic_failures_are_recorded_and_do_not_stall(tmp_path, monkeypatch):
     # Units asking for "watch tv" in apartments without a television fail; the rest run.
     from e2wm.collect import run
@@ -126,6 +124,7 @@ def test_plans_rotate_so_every_activity_is_collected(tmp_path):
     assert sum(len(v) == 2 for v in by.values()) > 0.8 * len(by)
 
 
+@pytest.mark.slow
 def test_a_different_job_in_the_same_directory_is_refused(tmp_path):
     collect(_cfg(tmp_path, plans=0, explorations=4, shard_size=2, workers=1), log=lambda *a: None)
     with pytest.raises(E2WMError, match="different job"):
@@ -166,6 +165,7 @@ def test_job_dict_holds_every_job_field_and_no_run_field():
                              "max_in_flight": 2, "address": "local", "chaos_kill_every": 0}
 
 
+@pytest.mark.slow
 def test_an_output_of_another_engine_version_is_refused(tmp_path):
     cfg = _cfg(tmp_path, plans=0, explorations=2, stories=0, shard_size=2, workers=1)
     collect(cfg, log=lambda *a: None)

@@ -14,6 +14,7 @@ from e2wm.data.suites import SUITES
 from e2wm.data.tasks import activity_recognition, counting, object_path, plan_generation
 from e2wm.errors import E2WMError
 
+@pytest.mark.slow
 def test_builds_every_task_and_suite_with_no_overlap(episodes_dir, tmp_path):
     import datasets
     out = tmp_path / "data"
@@ -52,6 +53,7 @@ def test_builds_every_task_and_suite_with_no_overlap(episodes_dir, tmp_path):
         assert 0 <= s["eval"][name]["overlap_baseline"] <= 1 and s["eval"][name]["majority_baseline"] > 0
 
 
+@pytest.mark.slow
 def test_same_seed_same_files(episodes_dir, tmp_path):
     for k in (1, 2):
         build_data(episodes_dir, tmp_path / f"d{k}", DataConfig(seed=3), log=lambda *a: None)
@@ -127,12 +129,14 @@ def test_an_episode_that_disagrees_with_re_execution_fails_naming_it(episodes_di
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_a_too_small_collection_fails_naming_the_suite(episodes_dir, tmp_path):
     with pytest.raises(E2WMError, match=r"too few evaluation items for suite\(s\) .*plan_gen"):
         build_data(episodes_dir, tmp_path / "o", DataConfig(min_suite_rows=10_000), log=lambda *a: None)
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_the_card_reports_tokens_with_a_tokenizer(episodes_dir, tmp_path):
     from e2wm.train.model import byte_tokenizer
     byte_tokenizer().save_pretrained(tmp_path / "tok")

@@ -1,15 +1,11 @@
 """`e2wm eval` under torchrun: 2 gloo ranks write the same results.json as 1 process."""
 import json
-import sys
-from pathlib import Path
 
 import pytest
+from run_helpers import check, launch
 
 from e2wm.cli import main
 from e2wm.train import dist as edist
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-from train_helpers import check, launch  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

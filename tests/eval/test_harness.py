@@ -1,6 +1,8 @@
 """`e2wm eval` end to end with the tiny model: our suites and files in E2WM's released format."""
 import json
 
+import pytest
+
 from e2wm.cli import main
 
 # E2WM's released shapes (JSON lines; options not in the prompt; count options 0-4 in order).
@@ -27,6 +29,7 @@ def _released(tmp_path):
     return d
 
 
+@pytest.mark.slow
 def test_tiny_model_evaluates_released_files_and_our_suites(tmp_path, built_dataset, capsys):
     common = ["--limit", "2", "--num-beams", "2", "--max-new-tokens", "12"]
     assert main(["eval", "--suites", str(_released(tmp_path)), "--out", str(tmp_path / "e2wm"), *common]) == 0
@@ -124,6 +127,7 @@ def _kl_adapter(path, start: int, end: int, sha256: str):
     return path
 
 
+@pytest.mark.slow
 def test_perplexity_documents_are_checked_disjoint_from_a_kl_runs(tmp_path, cli_error):
     """The adapter says which documents its kl regulariser read: perplexity may not score them."""
     from e2wm.train.corpus import corpus_hash, load_texts

@@ -34,6 +34,7 @@ def test_token_weighted_ppl_equals_a_hand_computation(lm):
     assert r["ppl_base2_e2wm"] == pytest.approx(2 ** (total / n), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_sliding_window_scores_every_token_once(lm):
     model, tok = lm
     full = perplexity(model, tok, TEXTS, max_length=200)

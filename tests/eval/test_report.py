@@ -38,6 +38,7 @@ def test_report_writes_the_table_and_charts(tmp_path, capsys):
     assert "no such eval run directory" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_eval_never_imports_collect_or_ray():
     import subprocess
     import sys

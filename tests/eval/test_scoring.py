@@ -50,6 +50,7 @@ def test_option_scores_equal_hand_computed_log_probabilities(lm):
     _agree(*lm, PROMPT, OPTIONS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILIES)
 def test_option_scores_equal_a_naive_reference_for_both_families(name, built_dataset):
     tok = family(name, dataset_texts(built_dataset))

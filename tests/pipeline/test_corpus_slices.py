@@ -34,6 +34,7 @@ def _with_data(out, cfg: PipelineConfig, built_dataset) -> None:
         state.mark(stage, hashes[stage], True)
 
 
+@pytest.mark.slow
 def test_the_fisher_a_kl_run_and_perplexity_read_disjoint_documents(tmp_path, built_dataset, cli_error):
     from e2wm.pipeline.run import pipeline
     from e2wm.train.export import kl_corpus

@@ -5,11 +5,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from run_helpers import wait_for
 
 from e2wm.cli import main
 from e2wm.train import dist as edist
@@ -29,6 +29,7 @@ def quickstart(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_quickstart_runs_every_stage_to_the_report(quickstart):
     state = json.loads((quickstart / "pipeline.json").read_text())["stages"]
     assert list(state) == ["collect", "data", "model", "fisher", "train", "eval", "report"]
@@ -44,6 +45,7 @@ def test_quickstart_runs_every_stage_to_the_report(quickstart):
     assert meta["adapter"].endswith("ewc_lora/adapter") and meta["perplexity"]["fisher"].startswith("disjoint")
 
 
+@pytest.mark.slow
 def test_a_rerun_skips_finished_stages_and_a_changed_stage_is_refused(quickstart, capsys, cli_error):
     before = (quickstart / "report" / "report.md").stat().st_mtime_ns
     assert main(["pipeline", "--out", str(quickstart), *REDUCED]) == 0
@@ -54,6 +56,7 @@ def test_a_rerun_skips_finished_stages_and_a_changed_stage_is_refused(quickstart
     cli_error(["pipeline", "--out", quickstart, *REDUCED, "--set", "collect.seed=5"], "stage collect: finished")
 
 
+@pytest.mark.slow
 def test_a_killed_pipeline_continues_where_it_stopped(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["pipeline", "--out", str(out), *REDUCED, "--set=train.optim.max_steps=8"]
@@ -61,10 +64,9 @@ def test_a_killed_pipeline_continues_where_it_stopped(tmp_path, capsys):
     p = subprocess.Popen([sys.executable, "-m", "e2wm.cli", *args], env=env, cwd=tmp_path, start_new_session=True,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpts = out / "train" / "lora" / "checkpoints"
-    deadline = time.monotonic() + 600
-    while not (ckpts.is_dir() and any(ckpts.glob("step-*"))):   # killed inside the train stage
-        assert p.poll() is None and time.monotonic() < deadline, "the pipeline ended before its first checkpoint"
-        time.sleep(0.2)
+    # killed inside the train stage
+    wait_for(lambda: p.poll() is not None or any(ckpts.glob("step-*")), 600, "the first training checkpoint")
+    assert p.poll() is None, "the pipeline ended before its first checkpoint"
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
     state = json.loads((out / "pipeline.json").read_text())["stages"]

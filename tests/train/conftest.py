@@ -1,6 +1,7 @@
 """Training fixtures: a 2-rank ZeRO-3 Fisher of the tiny model (tests/conftest.py saves it), launch helpers."""
 import pytest
-from train_helpers import PROBE, ROOT, TARGETS, ZERO3_JOBS, check, launch, with_
+from run_helpers import check, launch
+from train_helpers import PROBE, ROOT, TARGETS, ZERO3_JOBS, with_
 
 from e2wm.train import dist as edist
 

@@ -19,7 +19,8 @@ import re
 import pytest
 import torch
 from safetensors import safe_open
-from train_helpers import check, launch, metrics, write_config
+from run_helpers import check, launch
+from train_helpers import metrics, write_config
 
 from e2wm.train import dist as edist
 from e2wm.train.fisher_io import save_fisher
@@ -119,6 +120,7 @@ def _reference(neo_dir, fisher_file, trainable_file):
     return num / den, LAM * penalty
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", [2, 3])
 def test_loss_and_penalty_match_e2wm_run_py(stage, neo_dir, planted_fisher, tmp_path):
     rows = tmp_path / "rows.jsonl"

@@ -51,6 +51,7 @@ def test_all_modules_and_plain_model():
 @pytest.mark.parametrize("micro_batch", [1, 4, 8])
 @pytest.mark.parametrize("modules,targets", [("lora-targets", None), ("lora-targets", ["q_proj", "v_proj", "lm_head"]),
                                              ("all", None)])
+@pytest.mark.slow
 def test_batch_method_equals_the_loop(micro_batch, modules, targets):
     """One backward per micro-batch gives the per-sample squares of one backward per sample: padded
     batches of uneven lengths, a partial last batch (9 samples), every linear or every parameter."""
@@ -96,6 +97,7 @@ def test_a_linear_run_twice_per_forward_is_refused():
         compute_fisher(model, varied_texts(2), TOK, max_length=32, micro_batch=2)
 
 
+@pytest.mark.slow
 def test_storage_metadata_round_trip(tmp_path):
     texts = varied_texts(4)
     f, meta = compute_fisher(add_lora(tiny_causal_lm()), texts, TOK, max_length=32, out_dir=tmp_path, model_name="tiny")
@@ -108,6 +110,7 @@ def test_storage_metadata_round_trip(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["batch", "loop"])
 def test_resume_equals_uninterrupted(tmp_path, method):
     texts = varied_texts(7)
@@ -121,6 +124,7 @@ def test_resume_equals_uninterrupted(tmp_path, method):
     assert rel(got, ref) == 0.0 and meta["samples"] == "7"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("first, second", [(2, 3), (4, 1)])
 def test_resume_with_another_micro_batch_continues_where_it_stopped(tmp_path, first, second):
     """The checkpoint counts samples, not micro-batches: no sample is skipped or counted twice."""

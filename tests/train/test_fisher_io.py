@@ -109,6 +109,7 @@ def test_unrepresentable_in_fp16_is_named_for_e2wm_int8(tmp_path):
     assert read_for_params(path, {"w": torch.empty(1, 2)}, "cpu", scale="mean")["w"].sum() > 0
 
 
+@pytest.mark.slow
 def test_a_fisher_of_every_weight_serves_a_lora_run(fisher_dir, tmp_path):
     """A pipeline with a full fine-tuning (ewc) run computes one Fisher over every weight; its ewc_lora runs
     read their LoRA targets' entries from it, the same as from a Fisher of those alone."""

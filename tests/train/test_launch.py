@@ -5,7 +5,8 @@ import sys
 
 import pytest
 import yaml
-from train_helpers import ROOT, check, launch, metrics
+from run_helpers import check, launch
+from train_helpers import ROOT, metrics
 
 from e2wm.train import dist as edist
 

@@ -5,7 +5,8 @@ import shutil
 import sys
 
 import pytest
-from train_helpers import check, launch, metrics, with_, write_config
+from run_helpers import check, launch
+from train_helpers import metrics, with_, write_config
 
 from e2wm.train import dist as edist
 

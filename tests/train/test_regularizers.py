@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_helpers import make_case
 
 from e2wm.errors import E2WMError
 from e2wm.train.dist import cpu_env, free_port, torchrun_cmd
@@ -11,20 +12,6 @@ from e2wm.train.model import add_lora, lora_pairs, tiny_causal_lm
 from e2wm.train.regularizers import KINDS, lora_rows_penalty, make_regularizer
 
 REL = 1e-5
-
-
-def make_case(b_scale: float = 0.05):
-    """The tiny LoRA model with a non-zero B, a random positive Fisher and one batch; fully seeded."""
-    model = add_lora(tiny_causal_lm(seed=0))
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for _, _, B, _ in lora_pairs(model):
-            B.copy_(torch.randn(B.shape, generator=g) * b_scale)
-    named = dict(model.named_parameters())
-    fisher = {name: torch.rand(named["base_model.model." + name.replace(".weight", ".base_layer.weight")].shape,
-                               generator=g) for name, *_ in lora_pairs(model)}
-    ids = torch.randint(3, 128, (2, 16), generator=g)
-    return model, fisher, ids
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -198,6 +185,7 @@ def test_ewc_lora_zero_stages_match_single_process(tmp_path):
                 assert rel_err(got["grads"][name][1], gb) <= REL, (stage, mode, name, "B")
 
 
+@pytest.mark.slow
 def test_bench_smoke():
     from e2wm.bench.regularizers import run_ewc, run_fisher
     ewc = run_ewc(steps=4, hidden=32, layers=1, vocab=128, seq=16, batch=2, warmup=1)

@@ -19,6 +19,8 @@ from e2wm.train.fisher import compute_fisher
 from e2wm.train.model import add_lora
 from e2wm.train.tokens import encode
 
+pytestmark = pytest.mark.slow   # a tokenizer trained per family: over a minute of fixtures
+
 
 @pytest.fixture(scope="module")
 def texts(built_dataset):

@@ -10,7 +10,8 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_helpers import TARGETS, check, launch, metrics, write_config
+from run_helpers import check, launch
+from train_helpers import TARGETS, metrics, write_config
 
 from e2wm.train import dist as edist
 from e2wm.train.data import read_rows

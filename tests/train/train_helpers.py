@@ -1,36 +1,17 @@
-"""Helpers for the training tests: launching ranks on CPU, reading a run's metrics, writing configs."""
+"""Helpers for the training tests (and their rank workers, which import this module as a script's
+neighbour): reading a run's metrics, writing configs, the seeded penalty case. Launching ranks: run_helpers."""
 import json
-import os
-import signal
-import subprocess
 from pathlib import Path
 
+import torch
 import yaml
 
-from e2wm.train import dist as edist
+from e2wm.train.model import add_lora, lora_pairs, tiny_causal_lm
 
 ROOT = Path(__file__).resolve().parents[2]
+
 # LoRA on q/v alone barely moves a random tiny model; with lm_head as well the loss falls within a few steps
 TARGETS = ["q_proj", "v_proj", "lm_head"]
-
-
-def launch(cmd: list[str], timeout: int = 300, **env) -> subprocess.CompletedProcess:
-    """Run a launcher command with the CPU environment (gloo, one thread per rank); on a timeout the
-    whole process group goes, ranks included, so a hung collective cannot outlive the test."""
-    proc = subprocess.Popen(cmd, env=edist.cpu_env({"PYTHONPATH": str(ROOT), **env}), cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        raise AssertionError(f"timed out after {timeout} s: {' '.join(cmd)}\n{out[-2000:]}\n{err[-4000:]}") from None
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
-
-
-def check(p: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
-    return p
 
 
 def metrics(run_dir) -> list[dict]:
@@ -63,3 +44,17 @@ ZERO3_JOBS = {   # name: (ZeRO stage, config changes); 4 steps each on 2 ranks, 
     "gc": (3, {"model": {"gradient_checkpointing": True}}),
     "ewc_lora": (3, {}),
 }
+
+
+def make_case(b_scale: float = 0.05):
+    """The tiny LoRA model with a non-zero B, a random positive Fisher and one batch; fully seeded."""
+    model = add_lora(tiny_causal_lm(seed=0))
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for _, _, B, _ in lora_pairs(model):
+            B.copy_(torch.randn(B.shape, generator=g) * b_scale)
+    named = dict(model.named_parameters())
+    fisher = {name: torch.rand(named["base_model.model." + name.replace(".weight", ".base_layer.weight")].shape,
+                               generator=g) for name, *_ in lora_pairs(model)}
+    ids = torch.randint(3, 128, (2, 16), generator=g)
+    return model, fisher, ids

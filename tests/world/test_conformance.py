@@ -25,6 +25,7 @@ def _assert_counts_add_up(rep: ProgramReport):
     assert set(rep.explained) <= set(FIXES)
 
 
+@pytest.mark.slow
 def test_first_25_programs():
     progs = robothow_programs()[:25]
     ticks = []

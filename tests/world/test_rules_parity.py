@@ -246,6 +246,7 @@ def _assert_differential(scenes, seed, min_agree=0.9):
     return rep
 
 
+@pytest.mark.slow
 def test_random_differential_robothow():
     progs = robothow_programs()
     _assert_differential([(p.name, p.graphs["init_graph"]) for p in (progs[0], progs[40])], 11)

@@ -237,6 +237,7 @@ def test_clone_is_independent_both_ways(tiny_scene):
     assert c.has_state(FRIDGE, CLOSED) and w.has_state(FRIDGE, OPEN)
 
 
+@pytest.mark.slow
 def test_clone_is_independent_for_every_legal_step(tiny_two):
     """Every legal line, stepped by a world that has already changed since it was made, leaves
     its clone alone; and stepping the clone leaves the world alone."""
