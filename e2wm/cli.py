@@ -83,11 +83,14 @@ def _parser() -> Parser:
                          "on, that has the activity's classes)")
     pl.add_argument("--activity", default=None,
                     help="activity name (see --list); a robothow: scene without one plans its program's goal")
-    pl.add_argument("--seed", type=int, default=0)
-    pl.add_argument("--unit", type=int, default=0)
-    pl.add_argument("--simulations", type=int, default=MCTS_DEFAULTS.simulations)
-    pl.add_argument("--max-depth", type=int, default=MCTS_DEFAULTS.max_depth)
-    pl.add_argument("--select", choices=("best_reward", "most_visited"), default="best_reward")
+    pl.add_argument("--seed", type=int, default=0, help="job seed: with --unit it fixes the plan (default 0)")
+    pl.add_argument("--unit", type=int, default=0, help="work unit under the seed; another unit, another search")
+    pl.add_argument("--simulations", type=int, default=MCTS_DEFAULTS.simulations,
+                    help=f"UCT simulations of the search (default {MCTS_DEFAULTS.simulations})")
+    pl.add_argument("--max-depth", type=int, default=MCTS_DEFAULTS.max_depth,
+                    help=f"most actions in a rollout or plan (default {MCTS_DEFAULTS.max_depth})")
+    pl.add_argument("--select", choices=("best_reward", "most_visited"), default="best_reward",
+                    help="the plan: the best-reward simulated path (E2WM, default) or the most-visited descent")
     pl.add_argument("--no-prune", action="store_true", help="keep steps the plan does not need")
     pl.add_argument("--list", action="store_true", help="list the activity library and exit")
     pl.add_argument("--json", action="store_true", help="print the episode record as one JSON line")
@@ -95,10 +98,10 @@ def _parser() -> Parser:
 
     ex = sub.add_parser("explore", help="multi-agent random exploration; print the episode")
     ex.add_argument("--scene", default=None, help="scene source (default: procedural:SEED)")
-    ex.add_argument("--agents", type=int, default=3)
-    ex.add_argument("--steps", type=int, default=40)
-    ex.add_argument("--seed", type=int, default=0)
-    ex.add_argument("--unit", type=int, default=0)
+    ex.add_argument("--agents", type=int, default=3, help="characters acting at random (default 3)")
+    ex.add_argument("--steps", type=int, default=40, help="steps; each step one agent, drawn at random, acts (default 40)")
+    ex.add_argument("--seed", type=int, default=0, help="job seed: with --unit it fixes the episode (default 0)")
+    ex.add_argument("--unit", type=int, default=0, help="work unit under the seed (default 0)")
     ex.add_argument("--json", action="store_true", help="print the episode record as one JSON line")
     ex.set_defaults(func=_explore)
 
@@ -163,8 +166,8 @@ def _parser() -> Parser:
     pp.add_argument("--out", default=None, help="output directory (default: the preset's)")
     pp.add_argument("--stages", default=None, help="comma-separated subset, e.g. collect,data (default: all)")
     pp.add_argument("--launcher", choices=("local", "deepspeed", "ray"), default=None,
-                    help="how the fisher and train stages get their ranks (default: the preset's)")
-    pp.add_argument("--workers", type=bounded(1, 4096), default=None, help="ranks of the fisher and train stages")
+                    help="how the fisher, train and eval stages get their ranks (default: the preset's)")
+    pp.add_argument("--workers", type=bounded(1, 4096), default=None, help="ranks of the fisher, train and eval stages")
     pp.add_argument("--gpus", action="store_true", help="one GPU per rank")
     pp.add_argument("--address", default=None, help="Ray: local, auto or HOST:PORT")
     pp.add_argument("--model", default=None, help="the base model: a local directory (e.g. a copy of the "
