@@ -20,12 +20,12 @@ import tempfile
 from pathlib import Path
 
 from e2wm.errors import E2WMError
+from e2wm.pipeline.config import LAUNCHERS
 
 ENTRIES = {"fisher": "e2wm.train.fisher", "train": "e2wm.train", "eval": "e2wm.eval"}   # stage -> `-m MODULE`
 # stage -> the function that runs it from its command line in this process, raising E2WMError on bad input
 _ENTRY_FUNCTIONS = {"fisher": ("e2wm.train.fisher", "main_fisher"), "train": ("e2wm.train.__main__", "entry"),
                     "eval": ("e2wm.eval.__main__", "entry")}
-LAUNCHERS = ("local", "deepspeed", "ray")
 
 
 def run_stage(entry: str, argv: list[str], *, launcher: str = "local", workers: int = 1, use_gpu: bool = False,

@@ -65,7 +65,7 @@ class LoraConfig:
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class TrainDataConfig:
     path: str = field(default="out/data", **_help("an `e2wm build-data` output, its hf/ DatasetDict, a JSONL "
                                                    "file or a directory of JSONL files"))
     max_length: int = field(default=800, **_help("tokens per row; see `truncation` for longer rows",
@@ -145,7 +145,7 @@ class RegularizerConfig:
 
 
 @dataclass(frozen=True)
-class DeepSpeedConfig:
+class DeepSpeedSection:
     config: str = field(default="zero2", **_help("zero2 | zero3 | zero3_offload (ds_configs/) or a JSON path"))
     zero_stage: int | None = field(default=None, **_help("override the JSON's zero_optimization.stage"))
 
@@ -188,10 +188,10 @@ class TrainConfig:
     seed: int = field(default=42, **_help("seed of every random choice", range=(0, 2**32 - 1)))
     model: ModelConfig = field(default_factory=ModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
-    data: DataConfig = field(default_factory=DataConfig)
+    data: TrainDataConfig = field(default_factory=TrainDataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
-    deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
+    deepspeed: DeepSpeedSection = field(default_factory=DeepSpeedSection)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 

@@ -33,7 +33,7 @@ from e2wm.errors import E2WMError
 from e2wm.files import loads, output_dir, read_text, write_json
 from e2wm.train.fisher_io import (FISHER_FILE, all_finite, load_fisher, save_fisher, shard_name,
                                   weight_sums)
-from e2wm.train.model import add_lora, base_name, base_weight_names, load_model, load_tokenizer
+from e2wm.train.model import add_lora, base_name, base_weight_names, default_targets, load_model, load_tokenizer
 from e2wm.train.tokens import encode
 
 
@@ -43,12 +43,14 @@ class FisherInterrupted(RuntimeError):
 
 # ---------------------------------------------------------------- accumulation
 
-def select_base_params(model, modules: str = "lora-targets", targets=("q_proj", "v_proj")) -> dict:
-    """{base-model name: parameter} of the weights the Fisher covers, sorted by name."""
+def select_base_params(model, modules: str = "lora-targets", targets=None) -> dict:
+    """{base-model name: parameter} of the weights the Fisher covers, sorted by name (on a model without
+    LoRA, `targets` or the architecture's default LoRA targets)."""
     if modules not in ("all", "lora-targets"):
         raise E2WMError(f"modules must be 'lora-targets' or 'all', got {modules!r}")
     is_peft = any("lora_" in n for n, _ in model.named_parameters())
     wanted = set(base_weight_names(model, modules)) if is_peft else None
+    targets = targets or default_targets(model)
     out = {}
     for n, p in model.named_parameters():
         if "lora_" in n:
