@@ -160,8 +160,6 @@ class CheckpointConfig:
     every: int = field(default=100, **_help("steps between checkpoints (0: only at the end)", range=(0, MAX_STEPS)))
     keep_last: int = field(default=2, **_help("checkpoints kept", range=(1, 1000)))
     resume: str = field(default="auto", **_help("auto (the latest under out/checkpoints), never, or a step dir"))
-    kill_at_step: int = field(default=0, **_help("fault injection: SIGKILL every rank after this step",
-                                                 range=(0, MAX_STEPS)))
 
     def __post_init__(self):
         _nonempty("checkpoint.resume", self.resume)

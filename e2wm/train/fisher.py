@@ -370,8 +370,6 @@ def build_parser() -> argparse.ArgumentParser:
                     help="DeepSpeed ZeRO stage (default: plain single process, or 0 under a launcher)")
     ap.add_argument("--checkpoint-every", type=bounded(0, 10**9), default=0,
                     help="checkpoint partial sums every K samples (0: never)")
-    ap.add_argument("--stop-after", type=bounded(1, 10**9), default=None,
-                    help=argparse.SUPPRESS)  # debug: simulate a crash
     ap.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     return ap
 
@@ -414,7 +412,7 @@ def main_fisher(argv=None) -> int:
     texts = load_texts(a.corpus, a.max_samples, field="--corpus")
     tok = load_tokenizer(a.model, field="--model")
     kw = dict(max_length=a.max_length, micro_batch=a.micro_batch, modules=a.modules, method=a.method,
-              out_dir=a.out, checkpoint_every=a.checkpoint_every, stop_after=a.stop_after, model_name=a.model)
+              out_dir=a.out, checkpoint_every=a.checkpoint_every, model_name=a.model)
     if a.zero_stage is None and not edist.is_distributed_env():
         model = add_lora(load_model(a.model, field="--model"), targets=targets,
                          field="--lora-targets")  # zero-init B: base outputs unchanged

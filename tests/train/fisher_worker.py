@@ -7,7 +7,10 @@ ROOT/resume-same/ and ROOT/resume-other/.
 """
 import sys
 
+from functools import partial
+
 from e2wm.train import dist as edist
+from e2wm.train import fisher
 from e2wm.train.fisher import FisherInterrupted, main_fisher
 
 
@@ -20,11 +23,15 @@ def main() -> int:
         main_fisher([*rest, "--zero-stage", "3", "--method", "loop", "--out", f"{root}/z3-loop"])
         for name, again in (("same", "4"), ("other", "3")):
             run = [*rest, "--zero-stage", "3", "--out", f"{root}/resume-{name}", "--checkpoint-every", "2"]
+            whole = fisher.compute_fisher_deepspeed
+            fisher.compute_fisher_deepspeed = partial(whole, stop_after=3)   # the test's fault injection
             try:  # interrupted at micro-batch 4; the same command (or another micro-batch) resumes it
-                main_fisher([*run, "--micro-batch", "4", "--stop-after", "3"])
-                raise SystemExit("stop-after did not interrupt the run")
+                main_fisher([*run, "--micro-batch", "4"])
+                raise SystemExit("stop_after did not interrupt the run")
             except FisherInterrupted:
                 pass
+            finally:
+                fisher.compute_fisher_deepspeed = whole
             main_fisher([*run, "--micro-batch", again])
     return 0
 

@@ -3,6 +3,7 @@ build-data dataset, ZeRO-2 = ZeRO-3, a killed run resumes onto the same curve (a
 boundary, and on another world size), and the adapter is complete and exported."""
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 from run_helpers import check, launch
@@ -19,6 +20,13 @@ def _deepspeed(cfg_file, *extra):
     return edist.deepspeed_cmd(2, edist.free_port(), "e2wm.train", ["--config", str(cfg_file), *extra])
 
 
+def _killed_at(step, cfg_file):
+    """The deepspeed launcher running `e2wm train` whose ranks all die right after `step` (kill_worker.py)."""
+    worker = Path(__file__).with_name("kill_worker.py")
+    return [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", "2", "--master_port",
+            str(edist.free_port()), str(worker), str(step), "--config", str(cfg_file)]
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, base_config):
     """Uninterrupted ZeRO-2 and ZeRO-3 runs, a ZeRO-3 run killed at step 11 and rerun on 2 ranks, and the
@@ -30,13 +38,12 @@ def runs(tmp_path_factory, base_config):
                                                           deepspeed={"config": f"zero{stage}"}))
         out[f"z{stage}"] = check(launch(_deepspeed(cfg)))
     cfg = write_config(root / "killed.yaml", with_(base_config, out=str(root / "resumed2"),
-                                                   deepspeed={"config": "zero3"},
-                                                   checkpoint={"kill_at_step": KILL_AT}))
-    out["killed"] = launch(_deepspeed(cfg))
+                                                   deepspeed={"config": "zero3"}))
+    out["killed"] = launch(_killed_at(KILL_AT, cfg))
     shutil.copytree(root / "resumed2", root / "resumed1")
-    out["resumed2"] = check(launch(_deepspeed(cfg, "--set", "checkpoint.kill_at_step=0")))
+    out["resumed2"] = check(launch(_deepspeed(cfg)))
     out["resumed1"] = check(launch([sys.executable, "-m", "e2wm.train", "--config", str(cfg),
-                                    "--set", "checkpoint.kill_at_step=0", "--set", f"out={root / 'resumed1'}"]))
+                                    "--set", f"out={root / 'resumed1'}"]))
     return root, out
 
 
