@@ -165,6 +165,8 @@ def _parser() -> Parser:
     pp.add_argument("--config", default=None, help="a pipeline YAML instead of a preset")
     pp.add_argument("--out", default=None, help="output directory (default: the preset's)")
     pp.add_argument("--stages", default=None, help="comma-separated subset, e.g. collect,data (default: all)")
+    pp.add_argument("--redo", default=None, help="comma-separated stages to run again from scratch, with every "
+                    "stage after them (their outputs are removed first), e.g. --redo train after a config change")
     pp.add_argument("--launcher", choices=("local", "deepspeed", "ray"), default=None,
                     help="how the fisher, train and eval stages get their ranks (default: the preset's)")
     pp.add_argument("--workers", type=bounded(1, 4096), default=None, help="ranks of the fisher, train and eval stages")
@@ -353,12 +355,13 @@ def _pipeline(args) -> int:
         args.preset = "quickstart"
     cfg = _job_config(PipelineConfig, args, "pipeline.yaml", flags, sets)
     stages = tuple(s.strip() for s in args.stages.split(",")) if args.stages else STAGES
+    redo = tuple(s.strip() for s in args.redo.split(",")) if args.redo else ()
     if args.check:
-        for line in check(cfg, stages, force=args.force):
+        for line in check(cfg, stages, force=args.force, redo=redo):
             print(line)
         print("pipeline config checked: nothing written")
         return 0
-    pipeline(cfg, stages, force=args.force)
+    pipeline(cfg, stages, force=args.force, redo=redo)
     return 0
 
 

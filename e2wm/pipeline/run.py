@@ -12,6 +12,7 @@ This module only wires the stages' own entry points together.
 """
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -22,13 +23,19 @@ from e2wm.pipeline.config import STAGES, PipelineConfig
 from e2wm.pipeline.state import STATE, State, config_hash
 
 
-def pipeline(cfg: PipelineConfig, stages=STAGES, log=print, force: bool = False) -> Path:
-    """Run (or resume) `stages` of the pipeline in order; returns OUT."""
-    check(cfg, stages, force)
+def pipeline(cfg: PipelineConfig, stages=STAGES, log=print, force: bool = False, redo=()) -> Path:
+    """Run (or resume) `stages` of the pipeline in order; returns OUT. `redo`: stages to run again from
+    scratch, with every stage after them (see `redone`)."""
+    check(cfg, stages, force, redo)
     out = Path(cfg.out)
     state = State(out)
     hashes = _hashes(cfg)
     make_dir(out)
+    for stage in redone(redo):   # only once every check passed
+        if (out / stage).exists():
+            log(f"[pipeline] --redo: removing {out / stage}")
+            shutil.rmtree(out / stage)
+        state.forget(stage)
     if cfg.note:
         log(cfg.note)
     t_all = time.perf_counter()
@@ -50,7 +57,17 @@ def pipeline(cfg: PipelineConfig, stages=STAGES, log=print, force: bool = False)
     return out
 
 
-def check(cfg: PipelineConfig, stages=STAGES, force: bool = False) -> list[str]:
+def redone(redo) -> list[str]:
+    """The stages `--redo` runs again: the named ones and every later one, which reads their output (the
+    stages form a chain: collect, data, model, fisher, train, eval, report)."""
+    unknown = [s for s in redo if s not in STAGES]
+    if unknown:
+        raise E2WMError(f"--redo: unknown stage(s) {', '.join(unknown)}; known: {', '.join(STAGES)}")
+    first = min((STAGES.index(s) for s in redo), default=len(STAGES))
+    return list(STAGES[first:])
+
+
+def check(cfg: PipelineConfig, stages=STAGES, force: bool = False, redo=()) -> list[str]:
     """What `pipeline` checks before it creates OUT or its state file (so that a bad config or an unreachable
     --address leaves nothing behind, and nothing fails after an hour of collection), writing nothing,
     starting no Ray and loading no model; one line per thing checked."""
@@ -70,7 +87,15 @@ def check(cfg: PipelineConfig, stages=STAGES, force: bool = False) -> list[str]:
         lines += [_check_run(cfg, name) for name in cfg.runs]
     state, hashes = State(out), _hashes(cfg)
     # a stage to run whose config changed is refused; the others only need to have finished
-    done = {s: state.check(s, hashes[s]) if s in stages else state.finished(s, hashes[s]) for s in STAGES}
+    again = redone(redo)
+    missing = [s for s in again if s not in stages and state.data["stages"].get(s)]
+    if missing:   # its old output would stay behind, made from what is being redone
+        raise E2WMError(f"--redo: stage(s) {', '.join(missing)} read what is redone and ran before; add them "
+                        f"to --stages")
+    done = {s: False if s in again else state.check(s, hashes[s]) if s in stages else state.finished(s, hashes[s])
+            for s in STAGES}
+    if again:
+        lines.append(f"redo: {', '.join(again)} (their outputs in {out} are removed first)")
     for i, stage in enumerate(STAGES):
         missing = [s for s in STAGES[:i] if not done[s] and s not in stages]
         if stage in stages and not done[stage] and missing:

@@ -40,14 +40,19 @@ class State:
         if rec.get("sha256") != h:
             how = "finished" if rec.get("done") else "was started"
             raise E2WMError(f"stage {stage}: {how} in {self.path.parent} with another config (its section or "
-                            f"an earlier stage changed); use another --out, or delete its output and its entry "
-                            f"in {self.path} to redo it")
+                            f"an earlier stage changed); use another --out, or --redo {stage} to run it and "
+                            f"the stages after it again")
         return bool(rec.get("done"))
 
     def finished(self, stage: str, h: str) -> bool:
         """True when `stage` finished with hash `h` (never raises)."""
         rec = self.data["stages"].get(stage) or {}
         return bool(rec.get("done")) and rec.get("sha256") == h
+
+    def forget(self, stage: str) -> None:
+        """Drop `stage`'s record (`--redo`): it runs again as if never begun."""
+        if self.data["stages"].pop(stage, None) is not None:
+            write_json(self.path, self.data)
 
     def mark(self, stage: str, h: str, done: bool, **info) -> None:
         self.data["stages"][stage] = {"sha256": h, "done": done, **info}

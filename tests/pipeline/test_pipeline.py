@@ -120,3 +120,28 @@ def test_a_stage_whose_inputs_are_not_finished_is_refused(tmp_path, cli_error):
     cli_error(["pipeline", "--out", tmp_path / "run", *REDUCED, "--stages", "fisher"],
               ["stage fisher needs stage(s) collect, data, model", "--stages"])
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_redo_runs_a_changed_stage_and_what_follows_again(tmp_path, capsys, cli_error):
+    """A changed data config is refused with the way out named; `--redo data` rebuilds the data (and would
+    rerun every later stage) while the finished collection is kept; an unknown stage is one line."""
+    out, stages = tmp_path / "run", ["--stages", "collect,data"]
+    assert main(["pipeline", "--out", str(out), *REDUCED, *stages]) == 0
+    first = json.loads((out / "pipeline.json").read_text())["stages"]
+    shard = sorted((out / "collect").glob("shard-*.jsonl"))[0].read_bytes()
+    changed = [*REDUCED, "--set", "data.seed=5", *stages]
+    capsys.readouterr()
+    cli_error(["pipeline", "--out", out, *changed], ["stage data: finished", "--redo data"])
+    cli_error(["pipeline", "--out", out, *changed, "--redo", "nonsense"], ["--redo", "nonsense"])
+    capsys.readouterr()
+    assert main(["pipeline", "--out", str(out), *changed, "--redo", "data", "--check"]) == 0
+    assert "redo: data, model, fisher, train, eval, report" in capsys.readouterr().out
+    assert json.loads((out / "pipeline.json").read_text())["stages"] == first   # --check wrote nothing
+    assert main(["pipeline", "--out", str(out), *changed, "--redo", "data"]) == 0
+    log = capsys.readouterr().out
+    assert "collect: done earlier, skipped" in log and "--redo: removing" in log
+    again = json.loads((out / "pipeline.json").read_text())["stages"]
+    assert again["collect"] == first["collect"] and again["data"]["done"]
+    assert again["data"]["sha256"] != first["data"]["sha256"]
+    assert sorted((out / "collect").glob("shard-*.jsonl"))[0].read_bytes() == shard
