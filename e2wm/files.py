@@ -105,6 +105,18 @@ def read_json(path: str | Path, what: str = "JSON file", inside=None, limit: int
     return loads(read_text(path, what, inside, limit), str(path))
 
 
+def read_object(path: str | Path, what: str, before: str = "", after: str = "") -> dict:
+    """A JSON file that must hold an object (a `what`); any failure is one E2WMError line naming the
+    file, with `before` ahead of it and `after` behind it."""
+    try:
+        data = read_json(path, what)
+    except E2WMError as e:
+        raise E2WMError(f"{before}{e}{after}") from None
+    if not isinstance(data, dict):
+        raise E2WMError(f"{before}{path}: expected a JSON object as a {what}, got {type(data).__name__}{after}")
+    return data
+
+
 def read_jsonl(path: str | Path, what: str = "JSONL file", inside=None,
                limit: int = MAX_DATA_BYTES) -> Iterator[tuple[int, object]]:
     """(line number, value) for every non-blank line; any bad line is an error naming PATH:LINE."""

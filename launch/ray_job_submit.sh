@@ -20,34 +20,14 @@
 # The exit status is the job's: 0 when it succeeded (unless NO_WAIT=1).
 set -euo pipefail
 
-case "${1:-}" in
-  -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; exit 0 ;;
-esac
+. "$(dirname "$0")/ray_submit_common.sh"   # --help, cd to the repository root, absolute, submit
 
-# working_dir in runtime_env.yaml is relative to the current directory: the repository root.
-cd "$(dirname "$0")/.."
-
-RAY_ADDRESS="${RAY_ADDRESS:-http://127.0.0.1:8265}"
 OUT="${OUT:-/shared/e2wm/collect}"   # placeholder: a shared-filesystem path, visible to every node
 SUBMISSION_ID="${SUBMISSION_ID:-e2wm-collect-$(date +%Y%m%d-%H%M%S)}"
-RAY="${RAY:-ray}"
-
-case "$OUT" in
-  /*) ;;
-  *) echo "ray_job_submit.sh: OUT must be an absolute path (the job runs in a copy of the checkout): $OUT" >&2
-     exit 2 ;;
-esac
-
-wait_flag=()
-if [ "${NO_WAIT:-0}" = "1" ]; then wait_flag=(--no-wait); fi
+absolute OUT "$OUT" "(the job runs in a copy of the checkout)"
 
 echo "submitting $SUBMISSION_ID to $RAY_ADDRESS, output in $OUT" >&2
 # `python -m e2wm.cli` rather than the `e2wm` script: it runs the uploaded checkout, and works on
 # clusters where e2wm is not installed (see the pip: section of runtime_env.yaml).
 # `--address auto` makes the driver join the cluster the job runs in.
-exec "$RAY" job submit \
-  --address "$RAY_ADDRESS" \
-  --runtime-env launch/runtime_env.yaml \
-  --submission-id "$SUBMISSION_ID" \
-  ${wait_flag[@]+"${wait_flag[@]}"} \
-  -- python -m e2wm.cli collect --address auto --out "$OUT" "$@"
+submit collect --address auto --out "$OUT" "$@"

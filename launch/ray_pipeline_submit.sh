@@ -27,44 +27,21 @@
 # The exit status is the job's: 0 when it succeeded (unless NO_WAIT=1).
 set -euo pipefail
 
-case "${1:-}" in
-  -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; exit 0 ;;
-esac
+. "$(dirname "$0")/ray_submit_common.sh"   # --help, cd to the repository root, absolute, submit
 
-# working_dir in runtime_env.yaml is relative to the current directory: the repository root.
-cd "$(dirname "$0")/.."
-
-RAY_ADDRESS="${RAY_ADDRESS:-http://127.0.0.1:8265}"
 PRESET="${PRESET:-gpt-neo-1.3b}"
 OUT="${OUT:-/shared/e2wm/pipeline}"   # placeholder: a shared-filesystem path, visible to every node
 WORKERS="${WORKERS:-8}"
 SUBMISSION_ID="${SUBMISSION_ID:-e2wm-pipeline-$(date +%Y%m%d-%H%M%S)}"
-RAY="${RAY:-ray}"
-
-case "$OUT" in
-  /*) ;;
-  *) echo "ray_pipeline_submit.sh: OUT must be an absolute path (the job runs in a copy of the checkout): $OUT" >&2
-     exit 2 ;;
-esac
-case "${MODEL:-/}" in
-  /*) ;;
-  *) echo "ray_pipeline_submit.sh: MODEL must be an absolute path that every GPU node sees: $MODEL" >&2
-     exit 2 ;;
-esac
+absolute OUT "$OUT" "(the job runs in a copy of the checkout)"
+absolute MODEL "${MODEL:-/}" "that every GPU node sees"
 
 pipeline_args=(--preset "$PRESET" --launcher ray --address auto --workers "$WORKERS" --out "$OUT")
 if [ "${GPUS:-1}" = "1" ]; then pipeline_args+=(--gpus); fi
 if [ -n "${MODEL:-}" ]; then pipeline_args+=(--model "$MODEL"); fi
-wait_flag=()
-if [ "${NO_WAIT:-0}" = "1" ]; then wait_flag=(--no-wait); fi
 
 echo "submitting $SUBMISSION_ID ($PRESET, $WORKERS workers) to $RAY_ADDRESS, output in $OUT" >&2
 # `python -m e2wm.cli` rather than the `e2wm` script: it runs the uploaded checkout. `--address auto`
 # makes the driver join the cluster the job runs in; the Ray Train workers are placed by Ray on the
 # nodes with free GPUs, so the driver itself (on the head node) needs none.
-exec "$RAY" job submit \
-  --address "$RAY_ADDRESS" \
-  --runtime-env launch/runtime_env.yaml \
-  --submission-id "$SUBMISSION_ID" \
-  ${wait_flag[@]+"${wait_flag[@]}"} \
-  -- python -m e2wm.cli pipeline "${pipeline_args[@]}" "$@"
+submit pipeline "${pipeline_args[@]}" "$@"

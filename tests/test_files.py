@@ -10,7 +10,7 @@ from run_helpers import tiny_train_config
 
 from e2wm.cli import main
 from e2wm.errors import E2WMError
-from e2wm.files import apart, atomic_dir, atomic_file
+from e2wm.files import apart, atomic_dir, atomic_file, read_object
 from e2wm.train.model import add_lora, byte_tokenizer, tiny_causal_lm
 
 
@@ -135,3 +135,19 @@ def test_atomic_file_and_dir_keep_the_old_on_failure_and_replace_it_on_success(t
         assert (d / "x").read_text() == "old"   # the old folder stays until the new one is whole
     assert f.read_bytes() == b"new" and sorted(p.name for p in d.iterdir()) == ["y"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "f.bin"]
+
+
+@pytest.mark.parametrize("text, found", [
+    ('{"a": 1}', None), ("[1]", "expected a JSON object as a run description, got list"),
+    ('{"a": ', "malformed JSON"), (None, "no such run description")])
+def test_read_object_is_one_line_naming_the_file_between_before_and_after(tmp_path, text, found):
+    f = tmp_path / "run.json"
+    if text is not None:
+        f.write_text(text)
+    if found is None:
+        assert read_object(f, "run description") == {"a": 1}
+        return
+    with pytest.raises(E2WMError) as e:
+        read_object(f, "run description", before="--x: ", after="; is it a run?")
+    msg = str(e.value)
+    assert msg.startswith(f"--x: {f}") and found in msg and msg.endswith("; is it a run?") and "\n" not in msg

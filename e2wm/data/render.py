@@ -34,33 +34,32 @@ _NOUNS = {
     "dishwashingliquid": "dishwashing liquid", "food_food": "food", "clothes_pile": "clothes pile",
 }
 
+
+def _forms(spec: str) -> tuple[str, str]:
+    """A spec "Verb / verbed" -> ("Verb {0}.", "verbed the {0}"); one whose plan sentence ends with its
+    period is both forms as they are."""
+    plan, story = spec.split(" / ")
+    return (plan, story) if plan.endswith(".") else (f"{plan} {{0}}.", f"{story} the {{0}}")
+
+
 # Action -> (imperative plan sentence, past-tense story predicate); {0}, {1} are the arguments' nouns.
-_FORMS = {
-    "WALK": ("Walk to {0}.", "walked to the {0}"), "RUN": ("Run to {0}.", "ran to the {0}"),
-    "FIND": ("Find {0}.", "found the {0}"), "GRAB": ("Grab {0}.", "took the {0}"),
-    "PUTBACK": ("Put {0} on {1}.", "put the {0} on the {1}"),
-    "PUTIN": ("Put {0} in {1}.", "put the {0} in the {1}"),
-    "PUTOBJBACK": ("Put {0} back.", "put the {0} back"),
-    "OPEN": ("Open {0}.", "opened the {0}"), "CLOSE": ("Close {0}.", "closed the {0}"),
-    "SWITCHON": ("Switch on {0}.", "switched on the {0}"),
-    "SWITCHOFF": ("Switch off {0}.", "switched off the {0}"),
-    "PLUGIN": ("Plug in {0}.", "plugged in the {0}"), "PLUGOUT": ("Unplug {0}.", "unplugged the {0}"),
-    "SIT": ("Sit on {0}.", "sat on the {0}"), "LIE": ("Lie on {0}.", "lay on the {0}"),
-    "STANDUP": ("Stand up.", "stood up"), "TURNTO": ("Turn to {0}.", "turned to the {0}"),
-    "LOOKAT": ("Look at {0}.", "looked at the {0}"), "POINTAT": ("Point at {0}.", "pointed at the {0}"),
-    "WIPE": ("Wipe {0}.", "wiped the {0}"), "RINSE": ("Rinse {0}.", "rinsed the {0}"),
-    "WASH": ("Wash {0}.", "washed the {0}"), "SCRUB": ("Scrub {0}.", "scrubbed the {0}"),
-    "PUTON": ("Put on {0}.", "put on the {0}"), "PUTOFF": ("Take off {0}.", "took off the {0}"),
-    "DROP": ("Drop {0}.", "dropped the {0}"), "RELEASE": ("Drop {0}.", "dropped the {0}"),
-    "POUR": ("Pour {0} into {1}.", "poured the {0} into the {1}"),
-    "DRINK": ("Drink {0}.", "drank from the {0}"), "EAT": ("Eat {0}.", "ate the {0}"),
-    "READ": ("Read {0}.", "read the {0}"), "WATCH": ("Watch {0}.", "watched the {0}"),
-    "TYPE": ("Type on {0}.", "typed on the {0}"), "TOUCH": ("Touch {0}.", "touched the {0}"),
-    "PUSH": ("Push {0}.", "pushed the {0}"), "PULL": ("Pull {0}.", "pulled the {0}"),
-    "MOVE": ("Move {0}.", "moved the {0}"), "SQUEEZE": ("Squeeze {0}.", "squeezed the {0}"),
-    "CUT": ("Cut {0}.", "cut the {0}"), "GREET": ("Greet {0}.", "greeted the {0}"),
-    "SLEEP": ("Sleep.", "slept"), "WAKEUP": ("Wake up.", "woke up"),
-}
+_FORMS = {action: _forms(spec) for action, spec in {
+    "WALK": "Walk to / walked to", "RUN": "Run to / ran to", "FIND": "Find / found", "GRAB": "Grab / took",
+    "PUTBACK": "Put {0} on {1}. / put the {0} on the {1}",
+    "PUTIN": "Put {0} in {1}. / put the {0} in the {1}", "PUTOBJBACK": "Put {0} back. / put the {0} back",
+    "OPEN": "Open / opened", "CLOSE": "Close / closed", "SWITCHON": "Switch on / switched on",
+    "SWITCHOFF": "Switch off / switched off", "PLUGIN": "Plug in / plugged in",
+    "PLUGOUT": "Unplug / unplugged", "SIT": "Sit on / sat on", "LIE": "Lie on / lay on",
+    "STANDUP": "Stand up. / stood up", "TURNTO": "Turn to / turned to", "LOOKAT": "Look at / looked at",
+    "POINTAT": "Point at / pointed at", "WIPE": "Wipe / wiped", "RINSE": "Rinse / rinsed",
+    "WASH": "Wash / washed", "SCRUB": "Scrub / scrubbed", "PUTON": "Put on / put on",
+    "PUTOFF": "Take off / took off", "DROP": "Drop / dropped", "RELEASE": "Drop / dropped",
+    "POUR": "Pour {0} into {1}. / poured the {0} into the {1}", "DRINK": "Drink / drank from",
+    "EAT": "Eat / ate", "READ": "Read / read", "WATCH": "Watch / watched", "TYPE": "Type on / typed on",
+    "TOUCH": "Touch / touched", "PUSH": "Push / pushed", "PULL": "Pull / pulled", "MOVE": "Move / moved",
+    "SQUEEZE": "Squeeze / squeezed", "CUT": "Cut / cut", "GREET": "Greet / greeted",
+    "SLEEP": "Sleep. / slept", "WAKEUP": "Wake up. / woke up",
+}.items()}
 
 # The imperative plan sentence of each action; `e2wm.data.plan_parse` reads plans back through it.
 PLAN_FORMS = {action: forms[0] for action, forms in _FORMS.items()}

@@ -21,19 +21,13 @@ _FACTOR = re.compile(r"(?P<module>.+)\.lora_(?P<kind>embedding_)?(?P<ab>[AB])(?:
 def read_config(adapter_dir, field: str = "--adapter") -> tuple[Path, dict]:
     """(folder, its adapter_config.json as a dict): a missing folder or file, bad JSON or a non-object is
     one line naming `field` and the folder."""
-    from e2wm.files import input_dir, read_json
+    from e2wm.files import input_dir, read_object
 
     path = input_dir(adapter_dir, f"adapter directory ({field})")
     config = path / "adapter_config.json"
     if not config.is_file():
         raise E2WMError(f"{field} {path}: not a LoRA adapter (no adapter_config.json)")
-    try:
-        cfg = read_json(config, "PEFT adapter config")
-    except E2WMError as e:
-        raise E2WMError(f"{field} {path}: {e}") from None
-    if not isinstance(cfg, dict):
-        raise E2WMError(f"{field} {path}: {config}: expected a JSON object, not a PEFT adapter config")
-    return path, cfg
+    return path, read_object(config, "PEFT adapter config", before=f"{field} {path}: ")
 
 
 def check_pairs(shapes: dict[str, tuple], r: int | None, where: str) -> None:

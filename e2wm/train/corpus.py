@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from e2wm.errors import E2WMError
-from e2wm.files import input_file, read_json, read_jsonl, read_text
+from e2wm.files import input_file, read_jsonl, read_object, read_text
 
 
 class CorpusError(E2WMError):
@@ -53,13 +53,7 @@ _STATE = {"_data_files": ((list,), "a non-empty list of {\"filename\": ...} obje
 
 
 def _json_object(path: Path, field: str) -> dict:
-    try:
-        data = read_json(path, "datasets metadata file")
-    except E2WMError as e:
-        raise E2WMError(f"{field}: {e}") from None
-    if not isinstance(data, dict):
-        raise E2WMError(f"{field}: {path}: expected a JSON object as `datasets` writes it, got {type(data).__name__}")
-    return data
+    return read_object(path, "datasets metadata file", before=f"{field}: ")
 
 
 def _check_split_dir(path: Path, field: str) -> None:

@@ -25,16 +25,11 @@ KL_CORPUS = "kl_corpus"       # run.json's and the marker's record of the kl reg
 def _run_info(step_path: Path) -> tuple[Path, dict]:
     """(run directory, its run.json) of a step directory, each field an export copies type-checked: a
     wrong type would otherwise land in adapter_config.json and fail only when the adapter is used."""
-    from e2wm.files import read_json
+    from e2wm.files import read_object
 
     run_dir = step_path.parent.parent
     f = run_dir / RUN_INFO
-    try:
-        info = read_json(f, "run description")
-    except E2WMError as e:
-        raise E2WMError(f"{e}; is {step_path} a step directory of an `e2wm train` run?") from None
-    if not isinstance(info, dict):
-        raise E2WMError(f"{f}: not the run description `e2wm train` writes (a JSON object, not {type(info).__name__})")
+    info = read_object(f, "run description", after=f"; is {step_path} a step directory of an `e2wm train` run?")
     checks = [("base_model", info, lambda v: isinstance(v, str) and v.strip() != "", "a model name or path"),
               ("lora", info, lambda v: isinstance(v, bool), "true or false")]
     if info.get("lora") is True:

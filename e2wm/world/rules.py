@@ -7,6 +7,8 @@ the official executor are marked FIX; the README's "Deliberate differences" tabl
 """
 from __future__ import annotations
 
+from functools import partial
+
 from e2wm.world.vocab import (BODY_PART, CAN_OPEN, CLEAN, CLOSED, CLOTHES, DIRTY, DRINKABLE,
                               EATABLE, CUTTABLE, GRABBABLE, HAS_PLUG, HAS_SWITCH, LIEABLE,
                               LOOKABLE, LYING, MOVABLE, OFF, ON_, OPEN, PERSON, PLUGGED_IN,
@@ -31,12 +33,27 @@ def _not_close(w, c, n):
     return None if w.close_to(c, n) else f"{_n(w, c)} is not close to {_n(w, n)}"
 
 
+def _usable(w, c, n, ok, why):
+    """Why `c` may not act on `n`: "<n> <why>" when not `ok`, else `_not_close`."""
+    return _not_close(w, c, n) if ok else f"{_n(w, n)} {why}"
+
+
 def _ok(w, c, *ids):
     return None
 
 
 def _nothing(w, c, *ids):
     pass
+
+
+def _sets(old, new):
+    """The effect that turns the object's states `old` into `new`."""
+    return lambda w, c, n: w._set_states(n, old, new)
+
+
+def _has(flags):
+    """Whether a node has any of the property `flags`."""
+    return lambda sc, n: bool(sc.props[n] & flags)
 
 
 def _grabbable(sc, n):
@@ -110,14 +127,19 @@ def _drop_facing(w, c):
 
 
 # ---- Sit / Lie / StandUp / Sleep / WakeUp -----------------------------------------------------
-def check_sit(w, c, n):
+# state -> (the character's word, the property the node needs, its word, how many fit by class)
+_REST = {SITTING: ("sitting", SITTABLE, "sittable", _SIT_MAX), LYING: ("lying", LIEABLE, "lieable", _LIE_MAX)}
+
+
+def _check_rest(w, c, n, state):
+    word, prop, able, most = _REST[state]
     if (m := _not_close(w, c, n)):
         return m
-    if w.states(c) & SITTING:
-        return f"{_n(w, c)} is sitting"
-    if not w.scene.props[n] & SITTABLE:
-        return f"{_n(w, n)} is not sittable"
-    if len(w._inn(n, R_ON)) >= _SIT_MAX.get(w.scene.class_name[n], 1):
+    if w.states(c) & state:
+        return f"{_n(w, c)} is {word}"
+    if not w.scene.props[n] & prop:
+        return f"{_n(w, n)} is not {able}"
+    if len(w._inn(n, R_ON)) >= most.get(w.scene.class_name[n], 1):
         return f"Too many things on {_n(w, n)}"
     return None
 
@@ -127,18 +149,6 @@ def apply_sit(w, c, n):
     for x in tuple(w._out(n, R_FACING)):
         w._add(c, R_FACING, x)
     w._set_states(c, LYING, SITTING)
-
-
-def check_lie(w, c, n):
-    if (m := _not_close(w, c, n)):
-        return m
-    if w.states(c) & LYING:
-        return f"{_n(w, c)} is lying"
-    if not w.scene.props[n] & LIEABLE:
-        return f"{_n(w, n)} is not lieable"
-    if len(w._inn(n, R_ON)) >= _LIE_MAX.get(w.scene.class_name[n], 1):
-        return f"Too many things on {_n(w, n)}"
-    return None
 
 
 def apply_lie(w, c, n):
@@ -237,22 +247,6 @@ def _apply_put(w, c, src, dest, rel):
         w._add(src, R_INSIDE, room)
 
 
-def check_putback(w, c, src, dest):
-    return _check_put(w, c, src, dest, R_ON)
-
-
-def apply_putback(w, c, src, dest):
-    _apply_put(w, c, src, dest, R_ON)
-
-
-def check_putin(w, c, src, dest):
-    return _check_put(w, c, src, dest, R_INSIDE)
-
-
-def apply_putin(w, c, src, dest):
-    _apply_put(w, c, src, dest, R_INSIDE)
-
-
 def check_putobjback(w, c, n):
     src = w.grab_source(n)
     if src is None:
@@ -287,89 +281,41 @@ def apply_pour(w, c, src, dest):
 
 # ---- Open / Close / Switch / Plug -------------------------------------------------------------
 def check_open(w, c, n):
-    if not _openable(w.scene, n):
-        return f"{_n(w, n)} can not be opened"
-    if (m := _not_close(w, c, n)):
+    if (m := _usable(w, c, n, _openable(w.scene, n), "can not be opened")):
         return m
     if w.free_hand(c) is None:
         return f"{_n(w, c)} does not have a free hand"
     if not w.states(n) & CLOSED:
         return f"{_n(w, n)} is not closed"
-    if w.states(n) & ON_:
-        return f"{_n(w, n)} is still on"
-    return None
-
-
-def apply_open(w, c, n):
-    w._set_states(n, CLOSED, OPEN)
+    return f"{_n(w, n)} is still on" if w.states(n) & ON_ else None
 
 
 def check_close(w, c, n):
-    if not _openable(w.scene, n):
-        return f"{_n(w, n)} can not be opened"
-    if (m := _not_close(w, c, n)):
+    if (m := _usable(w, c, n, _openable(w.scene, n), "can not be opened")):
         return m
-    if not w.states(n) & OPEN:
-        return f"{_n(w, n)} is not open"
-    return None
-
-
-def apply_close(w, c, n):
-    w._set_states(n, OPEN, CLOSED)
+    return None if w.states(n) & OPEN else f"{_n(w, n)} is not open"
 
 
 def check_switchon(w, c, n):
-    if not w.scene.props[n] & HAS_SWITCH:
-        return f"{_n(w, n)} does not have a switch"
-    if (m := _not_close(w, c, n)):
+    if (m := _usable(w, c, n, w.scene.props[n] & HAS_SWITCH, "does not have a switch")):
         return m
     if not w.states(n) & OFF:
         return f"{_n(w, n)} is not off"
-    if w.states(n) & PLUGGED_OUT:
-        return f"{_n(w, n)} is unplugged"
-    return None
-
-
-def apply_switchon(w, c, n):
-    w._set_states(n, OFF, ON_)
+    return f"{_n(w, n)} is unplugged" if w.states(n) & PLUGGED_OUT else None
 
 
 def check_switchoff(w, c, n):
-    if not w.scene.props[n] & HAS_SWITCH:
-        return f"{_n(w, n)} does not have a switch"
-    if (m := _not_close(w, c, n)):
+    if (m := _usable(w, c, n, w.scene.props[n] & HAS_SWITCH, "does not have a switch")):
         return m
     return None if w.states(n) & ON_ else f"{_n(w, n)} is not on"
 
 
-def apply_switchoff(w, c, n):
-    w._set_states(n, ON_, OFF)
-
-
 def _check_plug(w, c, n, need):
-    if not w.scene.props[n] & HAS_PLUG:
-        return f"{_n(w, n)} does not have a plug"
-    if (m := _not_close(w, c, n)):
+    if (m := _usable(w, c, n, w.scene.props[n] & HAS_PLUG, "does not have a plug")):
         return m
     if w.free_hand(c) is None:
         return f"{_n(w, c)} does not have a free hand"
     return None if w.states(n) & need else f"{_n(w, n)} is not {'plugged out' if need == PLUGGED_OUT else 'plugged in'}"
-
-
-def check_plugin(w, c, n):
-    return _check_plug(w, c, n, PLUGGED_OUT)
-
-
-def apply_plugin(w, c, n):
-    w._set_states(n, PLUGGED_OUT, PLUGGED_IN)
-
-
-def check_plugout(w, c, n):
-    return _check_plug(w, c, n, PLUGGED_IN)
-
-
-def apply_plugout(w, c, n):
-    w._set_states(n, PLUGGED_IN, PLUGGED_OUT)
 
 
 # ---- Clothes ----------------------------------------------------------------------------------
@@ -453,21 +399,11 @@ def check_type(w, c, n):
 
 
 def _check_move(w, c, n, push):
-    if not push and not _movable(w.scene, n):
-        return f"{_n(w, n)} is not movable"
-    if (m := _not_close(w, c, n)):
+    if (m := _usable(w, c, n, push or _movable(w.scene, n), "is not movable")):
         return m
     if w.inside_closed(n):
         return f"{_n(w, n)} is inside other closed thing"
     return None if w.free_hand(c) is not None else f"{_n(w, c)} does not have a free hand"
-
-
-def check_push(w, c, n):
-    return _check_move(w, c, n, True)
-
-
-def check_pull(w, c, n):
-    return _check_move(w, c, n, False)
 
 
 def check_squeeze(w, c, n):
@@ -511,24 +447,26 @@ def check_wipe(w, c, n):
     return None if w.held(c) else f"{_n(w, c)} does not hold anything in hands"
 
 
-def apply_clean(w, c, n):
-    w._set_states(n, DIRTY, CLEAN)
+apply_clean = _sets(DIRTY, CLEAN)
 
 
 RULES = {
     "WALK": (check_walk, apply_walk), "RUN": (check_walk, apply_walk),
     "FIND": (check_find, apply_find),
-    "SIT": (check_sit, apply_sit), "LIE": (check_lie, apply_lie),
+    "SIT": (partial(_check_rest, state=SITTING), apply_sit),
+    "LIE": (partial(_check_rest, state=LYING), apply_lie),
     "STANDUP": (check_resting, apply_standup),
     "SLEEP": (check_resting, _nothing), "WAKEUP": (check_resting, _nothing),
     "GRAB": (check_grab, apply_grab),
     "DROP": (check_drop, apply_drop), "RELEASE": (check_drop, apply_drop),
-    "PUTBACK": (check_putback, apply_putback), "PUTIN": (check_putin, apply_putin),
+    "PUTBACK": (partial(_check_put, rel=R_ON), partial(_apply_put, rel=R_ON)),
+    "PUTIN": (partial(_check_put, rel=R_INSIDE), partial(_apply_put, rel=R_INSIDE)),
     "PUTOBJBACK": (check_putobjback, apply_putobjback),
     "POUR": (check_pour, apply_pour),
-    "OPEN": (check_open, apply_open), "CLOSE": (check_close, apply_close),
-    "SWITCHON": (check_switchon, apply_switchon), "SWITCHOFF": (check_switchoff, apply_switchoff),
-    "PLUGIN": (check_plugin, apply_plugin), "PLUGOUT": (check_plugout, apply_plugout),
+    "OPEN": (check_open, _sets(CLOSED, OPEN)), "CLOSE": (check_close, _sets(OPEN, CLOSED)),
+    "SWITCHON": (check_switchon, _sets(OFF, ON_)), "SWITCHOFF": (check_switchoff, _sets(ON_, OFF)),
+    "PLUGIN": (partial(_check_plug, need=PLUGGED_OUT), _sets(PLUGGED_OUT, PLUGGED_IN)),
+    "PLUGOUT": (partial(_check_plug, need=PLUGGED_IN), _sets(PLUGGED_IN, PLUGGED_OUT)),
     "PUTON": (check_puton, apply_puton), "PUTOFF": (check_putoff, apply_putoff),
     "TURNTO": (_ok, apply_turnto),
     "LOOKAT": (check_lookat, _nothing), "POINTAT": (check_lookat, _nothing),
@@ -536,7 +474,8 @@ RULES = {
     "GREET": (check_greet, _nothing), "DRINK": (check_drink, _nothing),
     "READ": (check_read, _nothing), "TOUCH": (check_touch, _nothing),
     "TYPE": (check_type, _nothing),
-    "PUSH": (check_push, _nothing), "PULL": (check_pull, _nothing), "MOVE": (check_pull, _nothing),
+    "PUSH": (partial(_check_move, push=True), _nothing), "PULL": (partial(_check_move, push=False), _nothing),
+    "MOVE": (partial(_check_move, push=False), _nothing),
     "SQUEEZE": (check_squeeze, _nothing), "CUT": (check_cut, _nothing), "EAT": (check_eat, _nothing),
     "WIPE": (check_wipe, apply_clean), "WASH": (_find_only, apply_clean),
     "RINSE": (_find_only, apply_clean), "SCRUB": (_find_only, apply_clean),
@@ -547,16 +486,11 @@ RULES = {
 # candidates can skip those that no state of the world would allow. The checks above use the same
 # predicates; tests/world/test_properties.py checks that every passing check is possible here.
 _NEEDS = {
-    "GRAB": _grabbable, "OPEN": _openable, "CLOSE": _openable,
-    "MOVE": _movable, "PULL": _movable,
-    "SIT": lambda sc, n: bool(sc.props[n] & SITTABLE), "LIE": lambda sc, n: bool(sc.props[n] & LIEABLE),
-    "SWITCHON": lambda sc, n: bool(sc.props[n] & HAS_SWITCH),
-    "SWITCHOFF": lambda sc, n: bool(sc.props[n] & HAS_SWITCH),
-    "PLUGIN": lambda sc, n: bool(sc.props[n] & HAS_PLUG), "PLUGOUT": lambda sc, n: bool(sc.props[n] & HAS_PLUG),
-    "PUTON": lambda sc, n: bool(sc.props[n] & CLOTHES), "PUTOFF": lambda sc, n: bool(sc.props[n] & CLOTHES),
-    "READ": lambda sc, n: bool(sc.props[n] & READABLE), "WATCH": lambda sc, n: bool(sc.props[n] & LOOKABLE),
-    "GREET": lambda sc, n: bool(sc.props[n] & PERSON),
-    "DRINK": lambda sc, n: bool(sc.props[n] & (DRINKABLE | RECIPIENT)),
+    "GRAB": _grabbable, "OPEN": _openable, "CLOSE": _openable, "MOVE": _movable, "PULL": _movable,
+    "SIT": _has(SITTABLE), "LIE": _has(LIEABLE), "SWITCHON": _has(HAS_SWITCH), "SWITCHOFF": _has(HAS_SWITCH),
+    "PLUGIN": _has(HAS_PLUG), "PLUGOUT": _has(HAS_PLUG), "PUTON": _has(CLOTHES), "PUTOFF": _has(CLOTHES),
+    "READ": _has(READABLE), "WATCH": _has(LOOKABLE), "GREET": _has(PERSON),
+    "DRINK": _has(DRINKABLE | RECIPIENT),
     "CUT": lambda sc, n: sc.props[n] & (EATABLE | CUTTABLE) == EATABLE | CUTTABLE,
 }
 
