@@ -119,6 +119,11 @@ def check_ranges(obj, where: str = "") -> None:
             raise E2WMError(f"{where}{f.name}={v!r}: must be in [{low}, {high}]")
 
 
+def field_doc(text: str = "", **meta) -> dict:
+    """`field` keywords: a help text and more metadata, e.g. the `range` that `check_ranges` enforces."""
+    return {"metadata": {"help": text, **meta}}
+
+
 def help_of(f: dataclasses.Field) -> str:
     return f.metadata.get("help", "")
 
@@ -299,20 +304,28 @@ def _scalar_type(tp):
         rest = [a for a in typing.get_args(tp) if a is not type(None)]
         tp = rest[0] if len(rest) == 1 else None
     if typing.get_origin(tp) is typing.Literal:
-        return str
+        return type(typing.get_args(tp)[0])
     return _FLAG_TYPES.get(tp)
 
 
-def add_field_flags(parser, cls, skip=()) -> list[str]:
-    """One `--field-name` flag per scalar field of `cls` (help from the field's metadata); their names."""
+def add_field_flags(parser, cls, skip=(), required=(), checked: bool = False) -> list[str]:
+    """One `--field-name` flag per scalar field of `cls` (help from the field's metadata); their names.
+    `checked`: argparse refuses a value outside an int field's `range` or a Literal's choices, in a line
+    naming the flag."""
+    from e2wm.argparser import bounded
     hints = typing.get_type_hints(cls)
     names = []
     for f in dataclasses.fields(cls):
         kind = _scalar_type(hints[f.name])
         if f.name in skip or kind is None:
             continue
+        choices = [a for t in (hints[f.name], *typing.get_args(hints[f.name]))
+                   if typing.get_origin(t) is typing.Literal for a in typing.get_args(t)]
+        if checked and kind is int and "range" in f.metadata:
+            kind = bounded(*f.metadata["range"])
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=None,
-                            help=help_of(f))
+                            required=f.name in required, help=help_of(f), choices=choices if checked and choices
+                            else None)
         names.append(f.name)
     return names
 

@@ -8,7 +8,7 @@
 #        launch/deepspeed_multinode.sh launch/hostfile.example my_train.yaml --set deepspeed.config=zero3
 #
 # The first form runs `python -m e2wm.train --config CONFIG` (what `e2wm train` does, on every rank); the
-# second `python -m e2wm.train.fisher` (what `e2wm fisher` does; see `e2wm fisher --help` for its flags).
+# second `python -m e2wm.train.fisher_run` (what `e2wm fisher` does; see `e2wm fisher --help` for its flags).
 # For EWC-LoRA set `regularizer.fisher` in the train config to the Fisher's --out. Relative paths (HOSTFILE,
 # CONFIG, ...) are taken from the repository root, where the script runs.
 #
@@ -26,7 +26,7 @@ usage="usage: $0 HOSTFILE [train] CONFIG [--set k=v ...] | HOSTFILE fisher FISHE
 HOSTFILE="${1:?$usage}"
 shift
 case "${1:?$usage}" in
-  fisher) shift; stage_args=(--module e2wm.train.fisher "$@") ;;
+  fisher) shift; stage_args=(--module e2wm.train.fisher_run "$@") ;;
   train) CONFIG="${2:?$usage}"; shift 2; stage_args=(--module e2wm.train --config "$CONFIG" "$@") ;;
   *) CONFIG="$1"; shift; stage_args=(--module e2wm.train --config "$CONFIG" "$@") ;;
 esac

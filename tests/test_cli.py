@@ -134,7 +134,7 @@ def test_fisher_command_writes_safetensors(tmp_path):
     r = _run("fisher", "--model", "tiny", "--corpus", "builtin:pydoc", "--out", str(tmp_path),
              "--max-samples", "4", "--max-length", "32")
     assert r.returncode == 0, r.stderr
-    from e2wm.train.fisher import load_fisher
+    from e2wm.train.fisher_io import load_fisher
     tensors, meta = load_fisher(tmp_path)
     assert tensors and meta["samples"] == "4" and meta["modules"] == "lora-targets"
 

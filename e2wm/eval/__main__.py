@@ -8,6 +8,8 @@ from e2wm.argparser import Parser
 from e2wm.config import add_field_flags, flag_values
 from e2wm.eval.config import EvalConfig
 
+CONFIG = EvalConfig
+
 
 def add_flags(parser) -> list[str]:
     """`e2wm eval`'s flags on `parser`: --suites, --only and one per scalar EvalConfig field (their names)."""
@@ -21,18 +23,20 @@ def config(args, names: list[str]) -> EvalConfig:
     return EvalConfig(suites=tuple(args.suites), only=tuple(args.only), **flag_values(args, names))
 
 
-def run(cfg: EvalConfig) -> int:
+def run(cfg: EvalConfig, log=print) -> dict:
+    """The eval stage: every rank scores its share, rank 0 writes the results; those results."""
     from e2wm.eval import harness
-    harness.evaluate(cfg)
-    print(f"wrote {cfg.out}/results.json and results.md")
-    return 0
+    results = harness.evaluate(cfg, log=log)
+    log(f"wrote {cfg.out}/results.json and results.md")
+    return results
 
 
 def entry(argv=None) -> int:
     """The eval stage from its command line; bad input raises E2WMError."""
     parser = Parser(prog="e2wm eval", description="score a model (and adapter) on suites in E2WM's released format")
     names = add_flags(parser)
-    return run(config(parser.parse_args(argv), names))
+    run(config(parser.parse_args(argv), names))
+    return 0
 
 
 def main(argv=None) -> int:

@@ -7,19 +7,16 @@ pipeline's: OUT/collect, OUT/data, OUT/model, OUT/fisher, OUT/train/RUN, OUT/eva
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from e2wm.collect.config import CollectConfig
-from e2wm.config import build, check_ranges, to_plain
+from e2wm.config import build, check_ranges, field_doc as _help, to_plain
 from e2wm.data.config import DataConfig
 from e2wm.errors import E2WMError
+from e2wm.train.fisher_config import FisherConfig
 
 STAGES = ("collect", "data", "model", "fisher", "train", "eval", "report")
 LAUNCHERS = ("local", "deepspeed", "ray")
-
-
-def _help(text: str, **meta) -> dict:
-    return {"metadata": {"help": text, **meta}}
 
 
 @dataclass(frozen=True)
@@ -45,23 +42,9 @@ class ModelStage:
             raise E2WMError(f"model.hidden={self.hidden}: must be a multiple of model.heads={self.heads}")
 
 
-@dataclass(frozen=True)
-class FisherStage:
-    """`e2wm fisher` on the general corpus's first documents (evaluation's perplexity reads its last, a `kl`
-    run those between)."""
-    max_samples: int = field(default=20_000, **_help("documents", range=(1, 10**8)))
-    max_length: int = field(default=800, **_help("tokens per document", range=(2, 131_072)))
-    micro_batch: int = field(default=8, **_help("documents per forward", range=(1, 4096)))
-    zero_stage: int = field(default=2, **_help("DeepSpeed ZeRO stage (0, 2 or 3)", range=(0, 3)))
-    modules: str = field(default="lora-targets", **_help("lora-targets | all (always all with an ewc run)"))
-    checkpoint_every: int = field(default=1000, **_help("samples between checkpoints (0: never)",
-                                                        range=(0, 10**9)))
-
-    def __post_init__(self):
-        check_ranges(self, "fisher.")
-        if self.zero_stage == 1 or self.modules not in ("lora-targets", "all"):
-            raise E2WMError(f"fisher: zero_stage must be 0, 2 or 3 and modules lora-targets or all, got "
-                            f"{self.zero_stage}, {self.modules!r}")
+# the pipeline's Fisher: its model, corpus, documents and folder are the pipeline's; the ZeRO stage holds
+# under the deepspeed and ray launchers (the local one runs a plain process)
+FISHER = FisherConfig(max_samples=20_000, max_length=800, zero_stage=2, checkpoint_every=1000)
 
 
 @dataclass(frozen=True)
@@ -74,7 +57,9 @@ class PipelineConfig:
     collect: CollectConfig = field(default_factory=CollectConfig, **_help("the collection job (e2wm collect)"))
     data: DataConfig = field(default_factory=DataConfig, **_help("the dataset build (e2wm build-data)"))
     model: ModelStage = field(default_factory=ModelStage, **_help("the base model"))
-    fisher: FisherStage = field(default_factory=FisherStage, **_help("the Fisher (e2wm fisher)"))
+    fisher: FisherConfig = field(default_factory=lambda: FISHER, **_help(
+        "the Fisher (e2wm fisher) on the corpus's first max_samples documents; model, corpus and out are the "
+        "pipeline's, and modules is all when a run is an ewc one"))
     train: dict = field(default_factory=dict, **_help("the base e2wm train config (partial) every run starts from"))
     runs: dict[str, dict] = field(default_factory=lambda: {"ewc_lora": {}}, **_help(
         "run name -> overrides of `train` (e.g. regularizer.kind)"))
@@ -98,6 +83,9 @@ class PipelineConfig:
         for name in self.runs:
             if not name.replace("_", "").replace("-", "").isalnum() or name == "base":
                 raise E2WMError(f"runs.{name}: a run name is letters, digits, - and _ (and not 'base')")
+        for key in ("model", "corpus", "out"):
+            if getattr(self.fisher, key) != getattr(FISHER, key):
+                raise E2WMError(f"fisher.{key}: set by the pipeline, not here")
         # every run's TrainConfig and the eval settings are built now, so a typo fails before any stage
         for name in self.runs:
             self.train_config(name, "OUT", "MODEL")
@@ -125,6 +113,16 @@ class PipelineConfig:
         """The weights the Fisher covers: every one when a run fine-tunes every weight (kind ewc), so that its
         penalty covers what it trains (ewc_lora runs read their subset); else `fisher.modules`."""
         return "all" if "ewc" in self.run_kinds().values() else self.fisher.modules
+
+    def fisher_config(self, out: str, model: str, samples: int) -> FisherConfig:
+        """The Fisher stage's config: `samples` documents of the corpus, on this pipeline's launcher."""
+        return replace(self.fisher, model=model, corpus=self.corpus, out=f"{out}/fisher", max_samples=samples,
+                       modules=self.fisher_modules(),
+                       zero_stage=None if self.launcher == "local" else self.fisher.zero_stage or 0)
+
+    def launch(self) -> dict:
+        """How the fisher, train and eval stages get their ranks (e2wm.pipeline.launch.run_stage's keywords)."""
+        return {"launcher": self.launcher, "workers": self.workers, "use_gpu": self.gpus, "address": self.address}
 
     def eval_config(self, out: str, model: str, adapter: str | None, name: str = "base"):
         from e2wm.eval.config import EvalConfig

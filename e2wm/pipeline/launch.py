@@ -1,12 +1,13 @@
-"""Run one GPU stage (`e2wm fisher`, `e2wm train`, `e2wm eval`) on N ranks: in this process, under a launcher on this
-machine, or as Ray Train workers on a Ray cluster.
+"""Run one GPU stage (fisher, train, eval) on N ranks: in this process, under a launcher on this machine, or
+as Ray Train workers on a Ray cluster.
 
-Whatever starts the ranks, each runs the same entry point with the same argv and joins the process group it
-finds (torchrun's, the deepspeed launcher's or Ray Train's), which DeepSpeed then uses; so the launchers give
-the same result for the same world size. A failed stage comes back as one E2WMError line naming it, made from
-data, never from the ranks' output: in this process, the exception itself; from launched processes, the file
-each failing rank writes into the run's error folder ($E2WM_ERROR_DIR, see e2wm.train.dist.guarded); from
-Ray Train, its worker failures.
+A stage is a typed call: its module's `run(CONFIG)`. Whatever starts the ranks, each gets the same config (a
+launched rank reads it from the file this process wrote, a Ray Train worker from its loop config), calls the
+same entry and joins the process group it finds (torchrun's, the deepspeed launcher's or Ray Train's), which
+DeepSpeed then uses; so the launchers give the same result for the same world size. A failed stage comes back
+as one E2WMError line naming it, made from data, never from the ranks' output: in this process, the exception
+itself; from launched processes, the file each failing rank writes into the run's error folder
+($E2WM_ERROR_DIR, see e2wm.train.dist.guarded); from Ray Train, its worker failures.
 """
 from __future__ import annotations
 
@@ -19,18 +20,17 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from e2wm.config import build, to_plain
 from e2wm.errors import E2WMError
 from e2wm.pipeline.config import LAUNCHERS
 
-ENTRIES = {"fisher": "e2wm.train.fisher", "train": "e2wm.train", "eval": "e2wm.eval"}   # stage -> `-m MODULE`
-# stage -> the function that runs it from its command line in this process, raising E2WMError on bad input
-_ENTRY_FUNCTIONS = {"fisher": ("e2wm.train.fisher", "main_fisher"), "train": ("e2wm.train.__main__", "entry"),
-                    "eval": ("e2wm.eval.__main__", "entry")}
+# stage -> its module: `CONFIG` (the config dataclass) and `run(cfg, log=print)`
+ENTRIES = {"fisher": "e2wm.train.fisher_run", "train": "e2wm.train.__main__", "eval": "e2wm.eval.__main__"}
 
 
-def run_stage(entry: str, argv: list[str], *, launcher: str = "local", workers: int = 1, use_gpu: bool = False,
+def run_stage(entry: str, cfg, *, launcher: str = "local", workers: int = 1, use_gpu: bool = False,
               address: str | None = None, log=print) -> None:
-    """Run stage `entry` ("fisher" or "train") with `argv` on `workers` ranks; E2WMError if it fails.
+    """Run stage `entry` on its config `cfg` on `workers` ranks; E2WMError if it fails.
 
     local: in this process (1 rank). deepspeed: `workers` processes on this machine, the deepspeed launcher
     on GPUs (`use_gpu`) or torchrun on gloo, their output (stdout and stderr) streamed to `log` line by line.
@@ -44,59 +44,59 @@ def run_stage(entry: str, argv: list[str], *, launcher: str = "local", workers: 
         raise E2WMError(f"stage {entry}: launcher {launcher!r}; must be one of {', '.join(LAUNCHERS)}")
     if workers < 1:
         raise E2WMError(f"stage {entry}: workers={workers}; must be 1 or more")
-    argv = [str(a) for a in argv]
     if launcher == "local":
         if workers != 1:
             raise E2WMError(f"stage {entry}: the local launcher runs 1 rank in this process, not {workers}; "
                             f"use launcher deepspeed or ray for several")
-        _run_local(entry, argv)
+        call(entry, cfg, log)
     elif launcher == "deepspeed":
-        _run_deepspeed(entry, argv, workers, use_gpu, log)
+        _run_deepspeed(entry, to_plain(cfg), workers, use_gpu, log)
     else:
-        _run_ray(entry, argv, workers, use_gpu, address)
+        _run_ray(entry, to_plain(cfg), workers, use_gpu, address)
 
 
-# ---------------------------------------------------------------- in this process (local, each Ray worker)
+# ---------------------------------------------------------------- in this process (local, each rank)
 
-def _call_main(entry: str, argv: list[str]) -> None:
-    """The stage from its command line in this process; an E2WMError or a non-zero exit -> one E2WMError line."""
+def run_entry(entry: str, cfg, log=print) -> None:
+    """Stage `entry`'s `run` on `cfg`: its config, or that config as plain data (what a rank reads)."""
+    module = importlib.import_module(ENTRIES[entry])
+    if isinstance(cfg, dict):
+        cfg = build(module.CONFIG, cfg, f"stage {entry} config")
+    module.run(cfg, log=log)
+
+
+def call(entry: str, cfg, log=print) -> None:
+    """`run_entry` with bad input as one E2WMError naming the stage."""
     from e2wm.quiet import quiet_libraries
     quiet_libraries()
-    module, name = _ENTRY_FUNCTIONS[entry]
-    main = getattr(importlib.import_module(module), name)
     try:
-        rc = main(argv)
+        run_entry(entry, cfg, log)
     except E2WMError as e:
         raise E2WMError(f"stage {entry} failed: {e}") from None
-    except SystemExit as e:   # argparse's usage error, its line already on stderr
-        rc = e.code if isinstance(e.code, int) else 2
-    if rc:
-        raise E2WMError(f"stage {entry} failed (exit {rc})")
-
-
-def _run_local(entry: str, argv: list[str]) -> None:
-    # a world of 1 started here leaves os.environ as it found it (e2wm.train.dist.process_group), so a
-    # later stage starts its own world rather than rejoining this one's port
-    _call_main(entry, argv)
 
 
 # ---------------------------------------------------------------- deepspeed / torchrun on this machine
 
-def _run_deepspeed(entry: str, argv: list[str], workers: int, use_gpu: bool, log) -> None:
+def _run_deepspeed(entry: str, cfg: dict, workers: int, use_gpu: bool, log) -> None:
+    from e2wm.files import write_json
     from e2wm.train import dist as edist
     from e2wm.train.dist import ERROR_DIR
 
     port = edist.free_port()
-    with tempfile.TemporaryDirectory(prefix="e2wm-errors-") as errors:   # each failing rank's file (guarded)
+    with tempfile.TemporaryDirectory(prefix="e2wm-stage-") as tmp:   # the config; each failing rank's file
+        errors, config = os.path.join(tmp, "errors"), os.path.join(tmp, "config.json")
+        os.mkdir(errors)
+        write_json(config, cfg)
+        argv = [entry, config]   # python -m e2wm.pipeline.rank STAGE CONFIG
         if use_gpu:
             import torch
             if torch.cuda.device_count() < workers:
                 raise E2WMError(f"stage {entry}: {workers} GPU ranks asked for, this machine has "
                                 f"{torch.cuda.device_count()} GPU(s)")
-            cmd, env, how = (edist.deepspeed_cmd(workers, port, ENTRIES[entry], argv),
+            cmd, env, how = (edist.deepspeed_cmd(workers, port, "e2wm.pipeline.rank", argv),
                              {**os.environ, ERROR_DIR: errors}, "deepspeed")
         else:
-            cmd, env, how = (edist.torchrun_cmd(workers, port, ENTRIES[entry], argv),
+            cmd, env, how = (edist.torchrun_cmd(workers, port, "e2wm.pipeline.rank", argv),
                              edist.cpu_env({ERROR_DIR: errors}), "torchrun, gloo")
             if workers > 1:   # the ranks will load the shm op: a stale build lock is one line here, not a hang there
                 from e2wm.train import extensions
@@ -138,15 +138,15 @@ def _rank_failure(errors: Path) -> str:
 # ---------------------------------------------------------------- Ray Train
 
 def _ray_worker(config: dict) -> None:
-    """One Ray Train worker = one rank: the stage's main inside the process group Ray Train set up."""
+    """One Ray Train worker = one rank: the stage's entry inside the process group Ray Train set up."""
     if not config["use_gpu"]:
         from e2wm.train import dist as edist
         for k, v in edist.cpu_env().items():   # before DeepSpeed picks its accelerator
             os.environ.setdefault(k, v)
-    _call_main(config["entry"], config["argv"])
+    call(config["entry"], config["cfg"])
 
 
-def _run_ray(entry: str, argv: list[str], workers: int, use_gpu: bool, address: str | None) -> None:
+def _run_ray(entry: str, cfg: dict, workers: int, use_gpu: bool, address: str | None) -> None:
     import ray
 
     started = not ray.is_initialized()   # a Ray this process joined before stays; one started here ends here
@@ -156,20 +156,20 @@ def _run_ray(entry: str, argv: list[str], workers: int, use_gpu: bool, address: 
         else:
             ray.init(address=address)
     try:
-        _fit(entry, argv, workers, use_gpu)
+        _fit(entry, cfg, workers, use_gpu)
     finally:
         if started:
             ray.shutdown()
 
 
-def _fit(entry: str, argv: list[str], workers: int, use_gpu: bool) -> None:
+def _fit(entry: str, cfg: dict, workers: int, use_gpu: bool) -> None:
     import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     trainer = TorchTrainer(
         train_loop_per_worker=_ray_worker,
-        train_loop_config={"entry": entry, "argv": argv, "use_gpu": use_gpu},
+        train_loop_config={"entry": entry, "cfg": cfg, "use_gpu": use_gpu},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         # Ray Train's print patch would send every line twice (logger and stream); Ray forwards the stream

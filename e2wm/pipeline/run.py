@@ -200,7 +200,7 @@ def _general(cfg: PipelineConfig) -> tuple[list[str], dict[str, range]]:
     docs = load_texts(cfg.corpus)
     ppl = _ppl_docs(cfg)
     held = len(docs) - ppl
-    fisher = min(cfg.fisher.max_samples, held)
+    fisher = min(cfg.fisher.max_samples or held, held)
     if fisher < 1:
         raise E2WMError(f"corpus {cfg.corpus}: {len(docs)} documents leave none for the Fisher after "
                         f"eval.ppl_docs={ppl}")
@@ -229,16 +229,8 @@ def _model(cfg: PipelineConfig, out: Path, log) -> dict:
 
 def _fisher(cfg: PipelineConfig, out: Path, log) -> dict:
     from e2wm.pipeline.launch import run_stage
-    f = cfg.fisher
     n = len(_general(cfg)[1]["fisher"])
-    argv = ["--model", model_path(cfg, out), "--corpus", cfg.corpus, "--max-samples", str(n),
-            "--max-length", str(f.max_length), "--micro-batch", str(f.micro_batch),
-            "--modules", cfg.fisher_modules(),
-            "--checkpoint-every", str(f.checkpoint_every), "--out", str(out / "fisher"), "--force"]
-    if cfg.launcher != "local":
-        argv += ["--zero-stage", str(f.zero_stage)]
-    run_stage("fisher", argv, launcher=cfg.launcher, workers=cfg.workers, use_gpu=cfg.gpus,
-              address=cfg.address, log=log)
+    run_stage("fisher", cfg.fisher_config(str(out), model_path(cfg, out), n), **cfg.launch(), log=log)
     return {"samples": n}
 
 
@@ -250,43 +242,26 @@ def _train(cfg: PipelineConfig, out: Path, log) -> dict:
     kl_docs = _general(cfg)[1]["kl"]
     for name in cfg.runs:
         tc = cfg.train_config(name, str(out), model_path(cfg, out), kl_docs)
-        f = out / "train" / f"{name}.yaml"
-        write_atomic(f, yaml.safe_dump(tc.to_dict(), sort_keys=False))
+        # for the record, and for `e2wm train --config` by hand
+        write_atomic(out / "train" / f"{name}.yaml", yaml.safe_dump(tc.to_dict(), sort_keys=False))
         log(f"  run {name}: {tc.regularizer.kind}, lora {'on' if tc.lora.enabled else 'off'}")
-        run_stage("train", ["--config", str(f)], launcher=cfg.launcher, workers=cfg.workers, use_gpu=cfg.gpus,
-                  address=cfg.address, log=log)
+        run_stage("train", tc, **cfg.launch(), log=log)
     return {"runs": list(cfg.runs)}
 
 
 def _eval(cfg: PipelineConfig, out: Path, log) -> dict:
+    from e2wm.pipeline.launch import run_stage
     todo = [("base", model_path(cfg, out), None)]
     for name in cfg.runs:
         tc = cfg.train_config(name, str(out), model_path(cfg, out))
         run = out / "train" / name
         todo.append((name, model_path(cfg, out), str(run / "adapter")) if tc.lora.enabled
                     else (name, str(run / "model"), None))
-    for name, model, adapter in todo:
+    for name, model, adapter in todo:   # data-parallel over the stage's ranks
         log(f"  evaluating {name}")
-        ec = cfg.eval_config(str(out), model, adapter, name)
-        if cfg.launcher == "local":   # in this process
-            from e2wm.eval.harness import evaluate
-            evaluate(ec, log=lambda *a: log("  " + " ".join(map(str, a))))
-        else:                         # data-parallel over the stage's ranks
-            from e2wm.pipeline.launch import run_stage
-            run_stage("eval", eval_argv(ec), launcher=cfg.launcher, workers=cfg.workers, use_gpu=cfg.gpus,
-                      address=cfg.address, log=log)
+        run_stage("eval", cfg.eval_config(str(out), model, adapter, name), **cfg.launch(),
+                  log=lambda *a: log("  " + " ".join(map(str, a))))
     return {}
-
-
-def eval_argv(ec) -> list[str]:
-    """The `e2wm eval` command line of an EvalConfig (its scalar fields are the command's flags)."""
-    import dataclasses
-    argv = ["--suites", *ec.suites] + (["--only", *ec.only] if ec.only else [])
-    for f in dataclasses.fields(ec):
-        v = getattr(ec, f.name)
-        if f.name not in ("suites", "only") and v is not None:
-            argv += [f"--{f.name.replace('_', '-')}", str(v)]
-    return argv
 
 
 def _report(cfg: PipelineConfig, out: Path, log) -> dict:

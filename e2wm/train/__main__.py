@@ -8,6 +8,9 @@ from __future__ import annotations
 import argparse
 
 from e2wm.argparser import Parser
+from e2wm.train.config import TrainConfig
+
+CONFIG = TrainConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,17 +25,21 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def run(cfg: TrainConfig, resume: str | None = None, force: bool = False, log=print):
+    """The training stage: every check, cheap, before any model, process group or output folder exists;
+    then the recipe. The run's folder."""
+    from e2wm.train import dist as edist
+    from e2wm.train import recipe
+    from e2wm.train.config import validate
+    validate(cfg, edist.world_size(), resume, force)
+    return recipe.run(cfg, resume)
+
+
 def entry(argv=None) -> int:
     """The training stage from its command line; bad input raises E2WMError."""
-    from e2wm.train import dist as edist
-    from e2wm.train.config import load_train_config, validate
-    from e2wm.train.recipe import run
-
+    from e2wm.train.config import load_train_config
     a = build_parser().parse_args(argv)
-    cfg = load_train_config(a.config, a.set)
-    # cheap: fails before any model, process group or output folder exists
-    validate(cfg, edist.world_size(), a.resume, a.force)
-    run(cfg, a.resume)
+    run(load_train_config(a.config, a.set), a.resume, a.force)
     return 0
 
 

@@ -12,15 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from e2wm.config import build, check_ranges, read_yaml, to_plain
+from e2wm.config import build, check_ranges, field_doc as _help, read_yaml, to_plain
 from e2wm.errors import E2WMError
-
-def _help(text: str = "", range: tuple | None = None, **kw) -> dict:
-    """Field kwargs: a help text and, for numbers, the `range` (low, high) that `check_ranges` enforces."""
-    meta = {"help": text}
-    if range is not None:
-        meta["range"] = range
-    return {"metadata": meta, **kw}
 
 
 MAX_TOKENS = 1 << 17      # tokens per row: beyond any context window of the models we train

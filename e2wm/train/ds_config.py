@@ -178,3 +178,10 @@ def _check_with_deepspeed(ds: dict, where: str) -> None:
     except (ValueError, AssertionError, KeyError, TypeError) as e:   # pydantic's ValidationError is a ValueError
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and "errors.pydantic.dev" not in ln]
         raise E2WMError(f"{where}: DeepSpeed refuses it: {'; '.join(lines[:3]) or type(e).__name__}") from None
+
+
+def fisher_config(zero_stage: int, micro_batch: int) -> dict:
+    """The Fisher's engine: fp32, one micro-batch a step, and an optimizer that never steps."""
+    return {"train_micro_batch_size_per_gpu": micro_batch, "gradient_accumulation_steps": 1,
+            "zero_optimization": {"stage": zero_stage}, "zero_allow_untested_optimizer": True,
+            "steps_per_print": 10**9}

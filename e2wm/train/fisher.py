@@ -15,30 +15,26 @@ Distributed reduction (rank r processes texts[r::world]):
 * ZeRO-3 (parameters partitioned): each rank's sum of squares of a weight (per micro-batch under
   batch, per sample under loop) is padded to world * ds_tensor.numel() and reduce-scattered (SUM),
   keeping only its own partition (shaped like p.ds_tensor), so F memory per rank is about 1/world.
-All accumulation is fp32, on the rank's device. Checkpoints record the position in samples, so a
-run resumed with another micro-batch continues exactly where the last one stopped.
+All accumulation is fp32, on the rank's device. Checkpoints: `e2wm.train.fisher_checkpoint`; the stage
+(config, command line, engine): `e2wm.train.fisher_run`.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F_
 
-from e2wm.argparser import Parser, bounded
 from e2wm.errors import E2WMError
-from e2wm.files import loads, output_dir, read_text, write_json
-from e2wm.train.fisher_io import (FISHER_FILE, all_finite, load_fisher, save_fisher, shard_name,
-                                  weight_sums)
-from e2wm.train.model import add_lora, base_name, base_weight_names, default_targets, load_model, load_tokenizer
+from e2wm.train.fisher_checkpoint import Checkpoints, fingerprint, metadata
+from e2wm.train.fisher_io import FISHER_FILE, all_finite, save_fisher, shard_name, weight_sums
+from e2wm.train.model import base_name, base_weight_names, default_targets
 from e2wm.train.tokens import encode
 
 
 class FisherInterrupted(RuntimeError):
-    """Raised by the `stop_after` debug switch, to test checkpoint/resume."""
+    """Raised at `stop_after` samples, which tests set to interrupt a run and resume it."""
 
 
 # ---------------------------------------------------------------- accumulation
@@ -129,64 +125,13 @@ def _per_sample_losses(forward, ids: torch.Tensor, mask: torch.Tensor) -> torch.
     return (ce * m).sum(1) / m.sum(1)
 
 
-# ---------------------------------------------------------------- checkpoints
-
-def _ckpt_dir(out_dir) -> Path:
-    return Path(out_dir) / "checkpoint"
-
-
-def _load_checkpoint(out_dir, rank: int, fingerprint: str, device, like: dict):
-    """(position, samples, tokens, sums) of the last committed checkpoint, or None. `like` holds this
-    run's sums: a checkpoint whose names or sizes differ is refused, as is any unreadable part."""
-    d = _ckpt_dir(out_dir)
-    if not (d / "state.json").exists():
-        return None
-    try:
-        state = loads(read_text(d / "state.json", "Fisher checkpoint state"), str(d / "state.json"))
-    except E2WMError as e:
-        raise E2WMError(f"unreadable Fisher checkpoint: {e}; remove {d} to start over") from None
-    if not isinstance(state, dict) or not isinstance(state.get("position"), int) or state["position"] < 0 \
-            or not isinstance(state.get("fingerprint"), str):
-        raise E2WMError(f"{d}: unreadable Fisher checkpoint (state.json is not a checkpoint state); "
-                        f"remove it to start over")
-    if state["fingerprint"] != fingerprint:
-        raise E2WMError(f"{d}: checkpoint is from different arguments; remove it or change --out")
-    try:
-        sums, meta = load_fisher(d / f"rank{rank:03d}-pos{state['position']:09d}.safetensors", "--out")
-        samples, tokens = int(meta["samples"]), int(meta["tokens"])
-    except (E2WMError, KeyError, ValueError) as e:
-        raise E2WMError(f"{d}: unreadable Fisher checkpoint ({e}); remove it to start over") from None
-    if set(sums) != set(like) or any(sums[k].shape != like[k].shape for k in like) or all_finite(sums):
-        raise E2WMError(f"{d}: unreadable Fisher checkpoint (its tensors do not fit this run or are not "
-                        f"finite); remove it to start over")
-    return state["position"], samples, tokens, {k: v.to(device) for k, v in sums.items()}
-
-
-def _save_checkpoint(out_dir, rank: int, world: int, position: int, samples: int, tokens: int,
-                     sums: dict, fingerprint: str, barrier) -> None:
-    """Each rank writes its partial sums; after a barrier rank 0 commits state.json, then old files go."""
-    d = _ckpt_dir(out_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    mine = f"rank{rank:03d}-pos{position:09d}.safetensors"
-    save_fisher(d, sums, {"samples": samples, "tokens": tokens, "position": position}, mine)
-    barrier()  # a position is committed only once every rank has its file
-    if rank == 0:
-        write_json(d / "state.json", {"position": position, "world": world, "fingerprint": fingerprint})
-    barrier()
-    for f in d.glob(f"rank{rank:03d}-*.safetensors"):
-        if f.name != mine:
-            f.unlink()
-
-
 # ---------------------------------------------------------------- main loop
 
 METHODS = ("batch", "loop")
 
 
 def _accumulate(forward, model, params: dict, local: list[list[int]], length: int, micro_batch: int, device, *,
-                partitioned: bool, rank: int, world: int, method: str = "batch", out_dir=None,
-                fingerprint: str = "", checkpoint_every: int = 0, stop_after: int | None = None,
-                barrier=lambda: None, batched_forward: bool = True):
+                partitioned: bool, world: int, method: str, ckpt: Checkpoints | None, stop_after: int | None):
     """Walk positions 0..length of this rank's samples, micro_batch at a time. Every rank walks the
     same `length`, padding with zero-weight samples, so the ZeRO-3 collectives line up.
 
@@ -200,12 +145,10 @@ def _accumulate(forward, model, params: dict, local: list[list[int]], length: in
     linear, looped = split_linear(model, params) if method == "batch" else ({}, params)
     acc = _SquareSum(params, partitioned, world, device, hooked=looped)
     pos, samples, tokens = 0, 0, 0
-    if out_dir is not None and checkpoint_every:
-        got = _load_checkpoint(out_dir, rank, fingerprint, device, acc.sums)
-        if got is not None:
-            pos, samples, tokens, sums = got
-            acc.sums = {n: sums[n].clone() for n in acc.sums}
-    every = max(1, math.ceil(checkpoint_every / world)) if checkpoint_every else 0   # in local positions
+    got = ckpt and ckpt.load(device, acc.sums)
+    if got:
+        pos, samples, tokens, sums = got
+        acc.sums = {n: sums[n].clone() for n in acc.sums}
     filler = local[0] if local else [1, 2]  # any 2-token sample; its gradient is scaled to 0
     with acc, LinearSquares(linear, acc.add) as lin, EmbeddingLeaf(model) as leaf:
         while pos < length:
@@ -222,7 +165,7 @@ def _accumulate(forward, model, params: dict, local: list[list[int]], length: in
             if looped:
                 # ZeRO-3 releases gathered params after a backward, so a shared graph cannot be re-walked:
                 # there each sample gets its own forward; otherwise one padded forward serves the batch
-                groups = [batch] if batched_forward else [[s] for s in batch]
+                groups = [[s] for s in batch] if partitioned else [batch]
                 i = 0
                 for group in groups:
                     losses = _per_sample_losses(forward, *_padded(group, device))
@@ -233,25 +176,11 @@ def _accumulate(forward, model, params: dict, local: list[list[int]], length: in
             samples += len(real)
             tokens += sum(len(s) - 1 for s in real)
             before, pos = pos, min(pos + micro_batch, length)
-            if every and pos // every > before // every and pos < length:
-                _save_checkpoint(out_dir, rank, world, pos, samples, tokens, acc.sums, fingerprint, barrier)
+            if ckpt and ckpt.due(before, pos, length):
+                ckpt.save(pos, samples, tokens, acc.sums)
             if stop_after is not None and pos * world >= stop_after and pos < length:
                 raise FisherInterrupted(f"stopped at position {pos} (stop_after={stop_after})")
     return acc.sums, samples, tokens
-
-
-def _metadata(model_name: str, texts, modules: str, max_length: int, zero_stage, world: int,
-              method: str) -> dict:
-    from e2wm.train.corpus import corpus_hash
-    return {"model": model_name, "corpus_sha256": corpus_hash(texts), "modules": modules,
-            "max_length": max_length, "zero_stage": zero_stage, "world_size": world, "method": method}
-
-
-def _fingerprint(meta: dict, params: dict) -> str:
-    """Everything that changes F: model, corpus (after --max-samples), modules, max length, ZeRO stage,
-    world size, and which weights with which values (LoRA targets, the model's actual weights).
-    The micro-batch and the checkpoint interval are not in it: they do not change F."""
-    return json.dumps({**meta, "weight_sums": weight_sums(params)}, sort_keys=True)
 
 
 def _finished(n: int, bad: str | None) -> None:
@@ -263,20 +192,26 @@ def _finished(n: int, bad: str | None) -> None:
                         f"an earlier {FISHER_FILE} is kept")
 
 
+def _start(model, texts: list[str], tokenizer, max_length: int, modules: str, model_name: str, zero_stage,
+           world: int, method: str):
+    """(token sequences, covered parameters, metadata) of a run; the model put in eval mode."""
+    seqs = [s for s in encode(tokenizer, texts, max_length) if len(s) >= 2]
+    params = select_base_params(model, modules)
+    model.eval()  # no dropout: per-sample gradients must be deterministic
+    return seqs, params, metadata(model_name, texts, modules, max_length, zero_stage, world, method)
+
+
 def compute_fisher(model, texts: list[str], tokenizer, *, max_length: int = 256, micro_batch: int = 1,
                    modules: str = "lora-targets", method: str = "batch", out_dir=None, checkpoint_every: int = 0,
                    stop_after: int | None = None, model_name: str = "model"):
     """Single-process Fisher on the model's device; returns ({base name: F}, metadata). Saves to out_dir."""
-    seqs = [s for s in encode(tokenizer, texts, max_length) if len(s) >= 2]
+    seqs, params, meta = _start(model, texts, tokenizer, max_length, modules, model_name, "none", 1, method)
     if not seqs:
         raise E2WMError("no sample has 2 or more tokens; nothing to predict")
-    params = select_base_params(model, modules)
-    device = next(model.parameters()).device
-    meta = _metadata(model_name, texts, modules, max_length, "none", 1, method)
-    model.eval()  # no dropout: per-sample gradients must be deterministic
-    sums, n, tok = _accumulate(model, model, params, seqs, len(seqs), micro_batch, device, partitioned=False,
-                               rank=0, world=1, method=method, out_dir=out_dir, fingerprint=_fingerprint(meta, params),
-                               checkpoint_every=checkpoint_every, stop_after=stop_after)
+    ckpt = Checkpoints(out_dir, checkpoint_every, 0, 1, fingerprint(meta, params)) \
+        if out_dir is not None and checkpoint_every else None
+    sums, n, tok = _accumulate(model, model, params, seqs, len(seqs), micro_batch, next(model.parameters()).device,
+                               partitioned=False, world=1, method=method, ckpt=ckpt, stop_after=stop_after)
     _finished(n, None)
     fisher = {k: (sums[k] / n).view(p.shape) for k, p in params.items()}
     _finished(n, all_finite(fisher))
@@ -299,19 +234,15 @@ def compute_fisher_deepspeed(engine, texts: list[str], tokenizer, *, zero_stage:
 
     rank, world = dist.get_rank(), dist.get_world_size()
     device = engine.device
-    seqs = [s for s in encode(tokenizer, texts, max_length) if len(s) >= 2]
-    local = seqs[rank::world]
-    params = select_base_params(engine.module, modules)
+    seqs, params, meta = _start(engine.module, texts, tokenizer, max_length, modules, model_name, zero_stage, world,
+                                method)
     partitioned = zero_stage == 3
-    meta = _metadata(model_name, texts, modules, max_length, zero_stage, world, method)
-    engine.module.eval()
+    ckpt = Checkpoints(out_dir, checkpoint_every, rank, world, fingerprint(meta, params), dist.barrier) \
+        if out_dir is not None and checkpoint_every else None
     # replicated params: call the bare module, since the engine's forward insists on engine.backward()
-    forward = engine if partitioned else engine.module
-    sums, n, tok = _accumulate(forward, engine.module, params, local, math.ceil(len(seqs) / world), micro_batch,
-                               device, partitioned=partitioned, rank=rank, world=world, method=method,
-                               out_dir=out_dir,
-                               fingerprint=_fingerprint(meta, params), checkpoint_every=checkpoint_every,
-                               stop_after=stop_after, barrier=dist.barrier, batched_forward=not partitioned)
+    sums, n, tok = _accumulate(engine if partitioned else engine.module, engine.module, params, seqs[rank::world],
+                               math.ceil(len(seqs) / world), micro_batch, device, partitioned=partitioned,
+                               world=world, method=method, ckpt=ckpt, stop_after=stop_after)
     counts = torch.tensor([n, tok], dtype=torch.float64, device=device)
     dist.all_reduce(counts)
     n, tok = int(counts[0]), int(counts[1])
@@ -344,94 +275,3 @@ def compute_fisher_deepspeed(engine, texts: list[str], tokenizer, *, zero_stage:
                 save_fisher(out_dir, full, meta)
         dist.barrier()
     return part, smeta
-
-
-# ---------------------------------------------------------------- CLI
-
-MAX_LENGTH = 1 << 17   # tokens per sample; longer than any context a model of ours has
-
-
-def build_parser() -> argparse.ArgumentParser:
-    ap = Parser(prog="e2wm fisher", description="Empirical Fisher diagonal of base weights.")
-    ap.add_argument("--model", required=True, help="HF path or id; `tiny` = built-in tiny Llama, byte tokens")
-    ap.add_argument("--corpus", default="builtin:pydoc", help=".txt, .jsonl, datasets dir, or builtin:pydoc")
-    ap.add_argument("--out", required=True, help="output directory")
-    ap.add_argument("--force", action="store_true", help="write into a non-empty directory that is not an "
-                    "`e2wm fisher` output")
-    ap.add_argument("--max-samples", type=bounded(1, 10**8), default=None)
-    ap.add_argument("--max-length", type=bounded(2, MAX_LENGTH), default=256)
-    ap.add_argument("--modules", choices=["lora-targets", "all"], default="lora-targets")
-    ap.add_argument("--lora-targets", default=None, help="comma-separated module names (default: per architecture)")
-    ap.add_argument("--micro-batch", type=bounded(1, 4096), default=8)
-    ap.add_argument("--method", choices=METHODS, default="batch",
-                    help="batch: linear weights' per-sample squares from one backward per micro-batch (default); "
-                         "loop: one backward per sample (the reference)")
-    ap.add_argument("--zero-stage", type=int, choices=[0, 2, 3], default=None,
-                    help="DeepSpeed ZeRO stage (default: plain single process, or 0 under a launcher)")
-    ap.add_argument("--checkpoint-every", type=bounded(0, 10**9), default=0,
-                    help="checkpoint partial sums every K samples (0: never)")
-    ap.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
-    return ap
-
-
-def _targets(spec: str | None) -> list[str] | None:
-    if spec is None:
-        return None
-    names = [t.strip() for t in spec.split(",")]
-    if not all(names):
-        raise E2WMError(f"--lora-targets {spec!r}: expected comma-separated module names, e.g. q_proj,v_proj")
-    return names
-
-
-def _engine(model, zero_stage: int, micro_batch: int):
-    """deepspeed.initialize over the LoRA model: an fp32 engine whose optimizer never steps."""
-    import deepspeed
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    cfg = {"train_micro_batch_size_per_gpu": micro_batch, "gradient_accumulation_steps": 1,
-           "zero_optimization": {"stage": zero_stage}, "zero_allow_untested_optimizer": True,
-           "steps_per_print": 10**9}
-    engine, *_ = deepspeed.initialize(model=model, optimizer=torch.optim.AdamW(params, lr=1e-4), config=cfg)
-    return engine
-
-
-def main_fisher(argv=None) -> int:
-    from e2wm.train import dist as edist
-    from e2wm.train.corpus import load_texts
-
-    from e2wm.train.corpus import check_corpus
-    from e2wm.train.model import check_model_spec
-
-    a = build_parser().parse_args(argv)
-    # every check before any model loads; the output folder is created only when the result is written
-    output_dir(a.out, "--out", ours=(FISHER_FILE, "checkpoint"), force=a.force,
-               inputs={"--model": a.model, "--corpus": a.corpus})
-    check_model_spec(a.model, "--model")
-    check_corpus(a.corpus, "--corpus")
-    targets = _targets(a.lora_targets)
-    texts = load_texts(a.corpus, a.max_samples, field="--corpus")
-    tok = load_tokenizer(a.model, field="--model")
-    kw = dict(max_length=a.max_length, micro_batch=a.micro_batch, modules=a.modules, method=a.method,
-              out_dir=a.out, checkpoint_every=a.checkpoint_every, model_name=a.model)
-    if a.zero_stage is None and not edist.is_distributed_env():
-        model = add_lora(load_model(a.model, field="--model"), targets=targets,
-                         field="--lora-targets")  # zero-init B: base outputs unchanged
-        _, meta = compute_fisher(model.to(edist.device()), texts, tok, **kw)
-        print(f"fisher: {meta['samples']} samples, {meta['tokens']} tokens -> {Path(a.out) / FISHER_FILE}")
-        return 0
-    # a caller's group is kept; a model that fails to load still leaves no group (nor its variables) behind
-    with edist.process_group() as (rank, _):
-        model = add_lora(load_model(a.model, field="--model"), targets=targets, field="--lora-targets")
-        engine = _engine(model, a.zero_stage or 0, a.micro_batch)
-        try:
-            _, meta = compute_fisher_deepspeed(engine, texts, tok, zero_stage=a.zero_stage or 0, **kw)
-        finally:   # before the group goes: ZeRO-3 aborts at exit otherwise
-            engine.destroy()
-    if rank == 0:
-        print(f"fisher: {meta['samples']} samples, {meta['tokens']} tokens -> {Path(a.out) / FISHER_FILE}")
-    return 0
-
-
-if __name__ == "__main__":
-    from e2wm.train.dist import exit_now, guarded
-    exit_now(guarded(main_fisher))

@@ -39,7 +39,7 @@ def rows(tmp_path_factory):
 @pytest.fixture(scope="module")
 def fisher(tmp_path_factory):
     out = tmp_path_factory.mktemp("fisher")
-    _run(edist.torchrun_cmd(_gpus(), edist.free_port(), "e2wm.train.fisher", [
+    _run(edist.torchrun_cmd(_gpus(), edist.free_port(), "e2wm.train.fisher_run", [
         "--model", "tiny", "--max-samples", "16", "--max-length", "128", "--zero-stage", "3", "--method", "loop",
         "--out", str(out)]))
     return out   # the reference: one backward per sample
@@ -48,7 +48,7 @@ def fisher(tmp_path_factory):
 @pytest.mark.parametrize("stage", [2, 3])
 def test_fisher_batch_method_on_gpu_matches_the_loop(tmp_path, stage, fisher):
     from e2wm.train.fisher_io import load_fisher
-    _run(edist.torchrun_cmd(_gpus(), edist.free_port(), "e2wm.train.fisher", [
+    _run(edist.torchrun_cmd(_gpus(), edist.free_port(), "e2wm.train.fisher_run", [
         "--model", "tiny", "--max-samples", "16", "--max-length", "128", "--zero-stage", str(stage),
         "--out", str(tmp_path)]))
     a, meta = load_fisher(tmp_path)

@@ -84,9 +84,9 @@ def test_an_ewc_run_makes_the_fisher_cover_every_weight(tmp_path, monkeypatch, r
     read their subset), and its config hash says so: a Fisher of the LoRA targets is never taken for it."""
     from e2wm.pipeline import launch, run
     seen = []
-    monkeypatch.setattr(launch, "run_stage", lambda stage, argv, **kw: seen.append(argv))
+    monkeypatch.setattr(launch, "run_stage", lambda stage, cfg, **kw: seen.append(cfg))
     cfg = PipelineConfig.from_dict({**SMALL, "runs": runs})
     run._fisher(cfg, tmp_path, log=lambda *a: None)
-    assert seen[0][seen[0].index("--modules") + 1] == modules
+    assert seen[0].modules == modules
     as_configured = PipelineConfig.from_dict({**SMALL, "runs": runs, "fisher": {**SMALL["fisher"], "modules": modules}})
     assert run._hashes(cfg)["fisher"] == run._hashes(as_configured)["fisher"]

@@ -77,19 +77,6 @@ def test_a_killed_pipeline_continues_where_it_stopped(tmp_path, capsys):
     assert "(resumed from " in log and (out / "report" / "report.md").is_file()
 
 
-def test_the_eval_stage_command_line_gives_back_its_config(tmp_path, monkeypatch):
-    """Under a launcher the eval stage runs `python -m e2wm.eval ARGV`: ARGV must mean the same EvalConfig."""
-    from e2wm.eval import harness
-    from e2wm.pipeline.config import PipelineConfig
-    from e2wm.pipeline.run import eval_argv
-    cfg = PipelineConfig.from_dict({"eval": {"limit": 3, "num_beams": 2, "ppl_docs": 12, "ppl_stride": 64}})
-    ec = cfg.eval_config(str(tmp_path), "tiny", str(tmp_path / "adapter"), "lora")
-    seen = []
-    monkeypatch.setattr(harness, "evaluate", lambda c, log=print: seen.append(c))
-    from e2wm.eval.__main__ import main as eval_main
-    assert eval_main(eval_argv(ec)) == 0 and seen == [ec]
-
-
 @pytest.mark.slow
 def test_launcher_ray_gives_the_adapter_of_launcher_deepspeed(quickstart, tmp_path, capsys):
     """The fisher and train stages of the reduced quickstart as 2 Ray Train workers and as 2 torchrun ranks

@@ -5,16 +5,22 @@ import os
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 
 from e2wm.cli import main
+from e2wm.config import build
 from e2wm.errors import E2WMError
 from e2wm.pipeline.launch import run_stage
+from e2wm.train.config import TrainConfig
 from e2wm.train.dist import ERROR_DIR
+from e2wm.train.fisher_config import FisherConfig
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")   # no token file, no clash with a developer's cluster
 RAY_LAUNCHERS = ("deepspeed", "ray")
+
+
+def _train_config(**fields) -> TrainConfig:
+    return build(TrainConfig, {"regularizer": {"kind": "none"}, **fields})
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +38,10 @@ def runs(tmp_path_factory, tiny_model_dir, built_dataset, ray_cluster):
     out = {}
     for launcher in RAY_LAUNCHERS:
         root = tmp_path_factory.mktemp(launcher)
-        run_stage("fisher", ["--model", tiny_model_dir, "--corpus", "builtin:pydoc", "--max-samples", "8",
-                             "--max-length", "48", "--micro-batch", "2", "--zero-stage", "2",
-                             "--out", root / "fisher"], launcher=launcher, workers=2, log=lambda line: None)
-        cfg = root / "train.yaml"
-        cfg.write_text(yaml.safe_dump({
+        run_stage("fisher", FisherConfig(model=str(tiny_model_dir), max_samples=8, max_length=48, micro_batch=2,
+                                         zero_stage=2, out=str(root / "fisher")),
+                  launcher=launcher, workers=2, log=lambda line: None)
+        cfg = build(TrainConfig, {
             "seed": 3, "out": str(root / "run"), "model": {"name_or_path": str(tiny_model_dir)},
             "lora": {"r": 8, "alpha": 32, "dropout": 0.0},
             "data": {"path": str(built_dataset), "max_length": 128},
@@ -44,8 +49,8 @@ def runs(tmp_path_factory, tiny_model_dir, built_dataset, ray_cluster):
                       "precision": "fp32"},
             "regularizer": {"kind": "ewc_lora", "lam": 1000.0, "fisher": str(root / "fisher")},
             "deepspeed": {"config": "zero2"}, "checkpoint": {"every": 0, "resume": "never"},
-            "logging": {"every": 1, "tensorboard": False}}))
-        run_stage("train", ["--config", cfg], launcher=launcher, workers=2, log=lambda line: None)
+            "logging": {"every": 1, "tensorboard": False}})
+        run_stage("train", cfg, launcher=launcher, workers=2, log=lambda line: None)
         assert main(["export", str(root / "run"), "--out", str(root / "adapter")]) == 0
         out[launcher] = root
     return out
@@ -76,22 +81,22 @@ def test_a_failing_stage_is_one_error_naming_it(launcher, tmp_path, request, cap
     workers = 1 if launcher == "local" else 2
     lines = []
     with pytest.raises(E2WMError) as e:
-        run_stage("fisher", ["--model", tmp_path / "no-model", "--out", tmp_path / "f"], launcher=launcher,
-                  workers=workers, log=lines.append)
+        run_stage("fisher", FisherConfig(model=str(tmp_path / "no-model"), out=str(tmp_path / "f")),
+                  launcher=launcher, workers=workers, log=lines.append)
     message = str(e.value)
     assert "\n" not in message and message.startswith("stage fisher failed")
     assert f"--model: {tmp_path / 'no-model'}" in message
     assert not (tmp_path / "f").exists()
-    with pytest.raises(E2WMError, match="stage train failed.*no.yaml: no such config file"):
-        run_stage("train", ["--config", tmp_path / "no.yaml"], launcher=launcher, workers=workers,
-                  log=lines.append)
+    with pytest.raises(E2WMError, match="stage train failed.*no-data"):
+        run_stage("train", _train_config(out=str(tmp_path / "run"), data={"path": str(tmp_path / "no-data")}),
+                  launcher=launcher, workers=workers, log=lines.append)
     # the stage's own error line comes back in the E2WMError only, not also in the log
     assert not [ln for ln in lines + capsys.readouterr().err.splitlines() if "e2wm: error" in ln]
 
 
 def test_local_launcher_runs_one_rank_only():
     with pytest.raises(E2WMError, match="stage train: the local launcher runs 1 rank"):
-        run_stage("train", ["--config", "x.yaml"], launcher="local", workers=2)
+        run_stage("train", _train_config(), launcher="local", workers=2)
 
 
 def _launched(monkeypatch, ranks_write=()):
@@ -114,7 +119,7 @@ def _launched(monkeypatch, ranks_write=()):
         return 1 if ranks_write else 0
     monkeypatch.setattr(launch, "_stream", ranks)
     try:
-        run_stage("train", ["--config", "x.yaml"], launcher="deepspeed", workers=2, log=lambda line: None)
+        run_stage("train", _train_config(), launcher="deepspeed", workers=2, log=lambda line: None)
     except E2WMError as e:
         return seen, str(e)
     return seen, None
@@ -151,3 +156,28 @@ def test_guarded_prints_bad_input_on_rank_0_only_without_a_launcher_folder(monke
         monkeypatch.setenv("RANK", rank)
         assert guarded(bad) == 2
         assert ("e2wm: error: x.yaml: no such config file" in capsys.readouterr().err) == shown
+
+
+@pytest.mark.parametrize("stage", ["fisher", "train", "eval"])
+def test_a_ranks_config_file_gives_back_the_stages_config(stage, tmp_path, monkeypatch):
+    """A launched rank reads its stage's config from the JSON file the pipeline wrote (e2wm.pipeline.rank):
+    it must be the very config the pipeline made, every field."""
+    import importlib
+    import json
+
+    from e2wm.config import to_plain
+    from e2wm.files import write_json
+    from e2wm.pipeline import launch
+    from e2wm.pipeline.config import PipelineConfig
+    cfg = PipelineConfig.from_dict({"launcher": "deepspeed", "workers": 2,
+                                    "eval": {"limit": 3, "num_beams": 2, "ppl_docs": 12, "ppl_stride": 64},
+                                    "fisher": {"micro_batch": 3, "lora_targets": "q_proj,v_proj"},
+                                    "runs": {"kl": {"regularizer": {"kind": "kl"}}}})
+    made = {"fisher": lambda: cfg.fisher_config(str(tmp_path), "tiny", 7),
+            "train": lambda: cfg.train_config("kl", str(tmp_path), "tiny", range(7, 30)),
+            "eval": lambda: cfg.eval_config(str(tmp_path), "tiny", str(tmp_path / "adapter"), "kl")}[stage]()
+    seen = []
+    monkeypatch.setattr(importlib.import_module(launch.ENTRIES[stage]), "run", lambda c, log=print: seen.append(c))
+    write_json(tmp_path / "config.json", to_plain(made))
+    launch.run_entry(stage, json.loads((tmp_path / "config.json").read_text()))
+    assert seen == [made]

@@ -11,7 +11,8 @@ from functools import partial
 
 from e2wm.train import dist as edist
 from e2wm.train import fisher
-from e2wm.train.fisher import FisherInterrupted, main_fisher
+from e2wm.train.fisher import FisherInterrupted
+from e2wm.train.fisher_run import entry as main_fisher
 
 
 def main() -> int:

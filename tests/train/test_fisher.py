@@ -10,8 +10,9 @@ import torch
 from e2wm.errors import E2WMError
 from e2wm.train import dist as edist
 from e2wm.train.corpus import corpus_hash, load_texts
-from e2wm.train.fisher import (FisherInterrupted, compute_fisher, load_fisher, main_fisher, save_fisher,
-                               shard_name)
+from e2wm.train.fisher import FisherInterrupted, compute_fisher
+from e2wm.train.fisher_io import load_fisher, save_fisher, shard_name
+from e2wm.train.fisher_run import entry as main_fisher
 from e2wm.train.model import add_lora, byte_tokenizer, tiny_causal_lm
 
 TOK = byte_tokenizer()

@@ -14,7 +14,8 @@ from run_helpers import tiny_train_config, write_rows
 from e2wm import files
 from e2wm.cli import main
 from e2wm.train import fisher as fisher_mod
-from e2wm.train.fisher import _fingerprint, _metadata, compute_fisher, select_base_params
+from e2wm.train.fisher import compute_fisher, select_base_params
+from e2wm.train.fisher_checkpoint import fingerprint as _fingerprint, metadata as _metadata
 from e2wm.train.fisher_io import FISHER_FILE, save_fisher
 from e2wm.train.model import add_lora, byte_tokenizer, tiny_causal_lm
 
