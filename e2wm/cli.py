@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
-from importlib import resources
+from importlib import import_module, resources
 
 from e2wm.argparser import Parser, bounded
 from e2wm.collect.config import CollectConfig
@@ -187,20 +187,20 @@ def _parser() -> Parser:
     b.add_argument("--scene", default=None, help="scene source (default: the first RobotHow program)")
     b.add_argument("--steps", type=bounded(1, 10_000_000), default=4000)
     b.add_argument("--seed", type=bounded(0, 2**32 - 1), default=0)
-    b.set_defaults(func=_bench_world)
+    b.set_defaults(func=_bench, bench="world")
     m = bench.add_parser("mcts", help="MCTS simulations/s: e2wm's engine vs the official executor")
     m.add_argument("--program", default=None, help="RobotHow program (default: file1003_2)")
     m.add_argument("--simulations", type=bounded(1, 10_000_000), default=20_000)
     m.add_argument("--official-simulations", type=bounded(1, 1_000_000), default=200)
     m.add_argument("--seed", type=bounded(0, 2**32 - 1), default=0)
-    m.set_defaults(func=_bench_mcts)
+    m.set_defaults(func=_bench, bench="mcts")
     bc = bench.add_parser("collect", help="collection episodes/s by worker count (Ray)")
     bc.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     bc.add_argument("--units", type=bounded(1, 1_000_000), default=100, help="plan units per run")
     bc.add_argument("--simulations", type=bounded(1, 10_000_000), default=2000)
-    bc.set_defaults(func=_bench_collect)
+    bc.set_defaults(func=_bench, bench="collect")
     bt = bench.add_parser("ewc", help="EWC-LoRA step time vs plain LoRA step time")
-    bt.set_defaults(func=_bench_train, what="ewc")
+    bt.set_defaults(func=_bench, bench="regularizers", what="ewc")
     bt = bench.add_parser("fisher", help="Fisher tokens/s by method (batch, loop) vs plain forward+backward, "
                           "with peak memory")
     bt.add_argument("--model", default=None, help="model spec (default: a Llama, hidden 256, 4 layers, byte "
@@ -209,7 +209,7 @@ def _parser() -> Parser:
     bt.add_argument("--samples", type=bounded(1, 1_000_000), default=64)
     bt.add_argument("--seq", type=bounded(2, 131_072), default=128, help="tokens per sample")
     bt.add_argument("--micro-batch", type=bounded(1, 4096), default=8)
-    bt.set_defaults(func=_bench_train, what="fisher")
+    bt.set_defaults(func=_bench, bench="regularizers", what="fisher")
     bt = bench.add_parser("train", help="trainer tokens/s vs a plain transformers+peft loop and E2WM's "
                           "pad-to-800 batching")
     bt.add_argument("--model", default=None, help="model spec (default: a Llama, hidden 256, 4 layers, "
@@ -221,16 +221,16 @@ def _parser() -> Parser:
     bt.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
     bt.add_argument("--zero-stage", type=int, choices=(1, 2, 3), default=2)
     bt.add_argument("--no-pad800", action="store_true", help="skip the (slow) pad-to-800 contender")
-    bt.set_defaults(func=_bench_trainer)
+    bt.set_defaults(func=_bench, bench="train")
     be = bench.add_parser("eval", help="multiple-choice items/s: the scorer vs one forward per option")
     be.add_argument("--items", type=bounded(1, 1_000_000), default=24)
     be.add_argument("--words", type=bounded(1, 100_000), default=120, help="story words per prompt")
-    be.set_defaults(func=_bench_eval)
+    be.set_defaults(func=_bench, bench="eval")
     q = bench.add_parser("plans", help="MCTS success rate and plan length over the activity library")
     q.add_argument("--scenes", type=bounded(1, 100_000), default=50, help="procedural apartments 0..N-1")
     q.add_argument("--simulations", type=bounded(1, 10_000_000), default=2000)
     q.add_argument("--workers", type=bounded(1, 1024), default=1, help="processes")
-    q.set_defaults(func=_bench_plans)
+    q.set_defaults(func=_bench, bench="plans")
     return p
 
 
@@ -366,8 +366,8 @@ def _pipeline(args) -> int:
 
 
 def _fisher(args) -> int:
-    from e2wm.train.fisher import main_fisher
-    return main_fisher(args.rest)
+    from e2wm.train.fisher_run import entry
+    return entry(args.rest)
 
 
 def _train(args) -> int:
@@ -382,7 +382,8 @@ def _export(args) -> int:
 
 
 def _eval(args) -> int:
-    return eval_main.run(eval_main.config(args, args.config_flags))
+    eval_main.run(eval_main.config(args, args.config_flags))
+    return 0
 
 
 def _report(args) -> int:
@@ -394,59 +395,6 @@ def _report(args) -> int:
 def _merge(args) -> int:
     from e2wm.train.export import merge
     print(f"wrote {merge(args.adapter, args.out, args.base, args.force)}")
-    return 0
-
-
-def _bench_train(args) -> int:
-    from e2wm.bench import regularizers
-    if args.what == "ewc":
-        r = regularizers.run_ewc()
-    else:
-        from e2wm.train.model import check_model_spec
-        if args.model is not None:
-            check_model_spec(args.model, "--model")
-        r = regularizers.run_fisher(samples=args.samples, seq=args.seq, micro_batch=args.micro_batch,
-                                    model_spec=args.model, precision=args.precision)
-    if args.what == "ewc":
-        print(f"EWC-LoRA step {r['ewc_step_ms']:.1f} ms vs plain LoRA step {r['plain_step_ms']:.1f} ms: "
-              f"ratio {r['ratio']:.3f}")
-    else:
-        mib = r["peak_mib"]
-        print(f"{r['model']} ({r['precision']}), micro-batch {r['micro_batch']}, {r['samples']} samples of "
-              f"{r['seq']} tokens, {r['device']}:")
-        print(f"  plain LoRA forward+backward {r['plain_tokens_per_s']:>9.0f} tokens/s  peak {mib['plain']:.0f} MiB")
-        print(f"  Fisher, batch (default)     {r['fisher_tokens_per_s']:>9.0f} tokens/s  peak {mib['batch']:.0f} MiB"
-              f"  ratio {r['ratio']:.3f}")
-        print(f"  Fisher, loop (reference)    {r['loop_tokens_per_s']:>9.0f} tokens/s  peak {mib['loop']:.0f} MiB"
-              f"  ratio {r['ratio_loop']:.3f}")
-    print(dumps(r))
-    return 0
-
-
-def _bench_trainer(args) -> int:
-    from e2wm.bench.train import run
-    from e2wm.train.model import check_model_spec
-    from e2wm.train.config import SAMPLINGS
-    if args.model is not None:
-        check_model_spec(args.model, "--model")
-    r = run(args.model, args.rows, args.steps, args.global_batch, args.micro_batch, args.precision,
-            args.zero_stage, pad800=not args.no_pad800)
-    print(f"plain transformers+peft {r['plain_tokens_per_s']:,.0f} tokens/s"
-          + (f", E2WM pad-to-800 {r['pad800_tokens_per_s']:,.0f} tokens/s" if r["pad800_tokens_per_s"] else ""))
-    for sampling in SAMPLINGS:
-        t = r[sampling]
-        print(f"trainer ({sampling:<14}) {t['tokens_per_s']:,.0f} tokens/s: ratio {t['ratio_plain']:.2f} vs plain"
-              + (f", {t['ratio_pad800']:.2f} vs pad-to-800" if t["ratio_pad800"] else ""))
-    print(dumps(r))
-    return 0
-
-
-def _bench_eval(args) -> int:
-    from e2wm.bench.eval import run
-    r = run(args.items, args.words)
-    print(f"scorer {r['scorer_items_per_s']} items/s vs one forward per option {r['loop_items_per_s']} "
-          f"items/s: ratio {r['ratio']:.2f} (scores agree to {r['max_abs_score_diff']:.1e})")
-    print(dumps(r))
     return 0
 
 
@@ -501,78 +449,8 @@ def _world_conformance(args) -> int:
     return 1 if unexplained else 0
 
 
-def _bench_world(args) -> int:
-    from e2wm.bench.world import run
-    from e2wm.world.oracle import available
-    from e2wm.world.scenes import load_scene, robothow_programs
-    if not available():
-        raise E2WMError("bench world runs the official executor side by side: "
-                        "pip install 'e2wm[virtualhome]'")
-    source = args.scene or f"robothow:{robothow_programs()[0].name}"
-    r = run(load_scene(source), source, steps=args.steps, seed=args.seed)
-    print(f"scene {source}, {r['steps']} steps of random valid actions, same stream for both")
-    print(f"{'':<22}{'e2wm':>12}{'official':>12}{'ratio':>9}")
-    print(f"{'step (steps/s)':<22}{r['e2wm_step_per_s']:>12,}{r['official_step_per_s']:>12,}"
-          f"{r['ratio_step']:>8}x")
-    print(f"{'clone+step (steps/s)':<22}{r['e2wm_clone_step_per_s']:>12,}"
-          f"{r['official_clone_step_per_s']:>12,}{r['ratio_clone_step']:>8}x")
-    print(f"median clone: e2wm {r['clone_us_median']} us, official state copy "
-          f"{r['official_copy_us_median']} us")
-    print(dumps(r))
-    return 0
-
-
-def _bench_mcts(args) -> int:
-    from e2wm.bench.mcts import run
-    from e2wm.world.oracle import available
-    if not available():
-        raise E2WMError("bench mcts runs the official executor side by side: "
-                        "pip install 'e2wm[virtualhome]'")
-    with _progress() as bar:
-        task = bar.add_task("e2wm search", total=args.simulations)
-        r = run(args.program, args.simulations, args.official_simulations, args.seed,
-                progress=lambda k: bar.advance(task, k))
-    print(f"RobotHow {r['program']} ({r['title']}): {r['goal_facts']} goal facts, "
-          f"{r['objects']} goal objects; UCT depth {r['max_depth']}, one core")
-    print(f"{'':<12}{'simulations':>12}{'sims/s':>10}{'s per 20k':>11}")
-    print(f"{'e2wm':<12}{r['simulations']:>12,}{r['sims_per_s']:>10,}{r['seconds_20k']:>11}")
-    print(f"{'official':<12}{r['official_simulations']:>12,}{r['official_sims_per_s']:>10,}"
-          f"{r['official_seconds_20k']:>11}")
-    print(f"ratio {r['ratio']}x; e2wm plan reached the goal: {r['reached']} ({r['plan_steps']} steps)")
-    print(dumps(r))
-    return 0
-
-
-def _bench_collect(args) -> int:
-    from e2wm.bench.collect import run
-    try:
-        workers = tuple(int(x) for x in args.workers.split(","))
-    except ValueError:
-        raise E2WMError(f"--workers {args.workers!r}: expected counts like 1,2") from None
-    if not all(1 <= w <= 1024 for w in workers):
-        raise E2WMError(f"--workers {args.workers!r}: each count must be in [1, 1024]")
-
-    def show(n, row):
-        print(f"{n} worker(s): {row['units_per_s']} units/s ({row['run_s']} s)", flush=True)
-    r = run(workers, args.units, args.simulations, progress=show)
-    print(f"speedup {r['speedup']}x, efficiency {r['efficiency']}; same output: {r['same_output']}")
-    print(dumps(r))
-    return 0
-
-
-def _bench_plans(args) -> int:
-    from e2wm.bench.plans import run
-    with _progress() as bar:
-        task = bar.add_task("planning", total=None)
-        r = run(args.scenes, args.simulations, args.workers, progress=lambda k: bar.advance(task, k))
-    print(f"{r['activities']} activities over {r['scenes']} procedural apartments, "
-          f"{r['simulations']} simulations each: {r['posed']} goals posed "
-          f"({r['already_done']} skipped: already done there)")
-    print(f"success {r['succeeded']}/{r['posed']} = {100 * r['success_rate']:.1f}%; mean plan "
-          f"{r['mean_plan_lines']} lines; mean search {r['mean_search_s']} s; "
-          f"{r['plans_per_s']} plans/s on {r['workers']} worker(s)")
-    print(dumps(r))
-    return 0
+def _bench(args) -> int:
+    return import_module(f"e2wm.bench.{args.bench}").main(args)
 
 
 def _progress(rate: bool = False):

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import tempfile
 
+from e2wm.bench import report
 from e2wm.collect.config import CollectConfig
 from e2wm.collect.run import collect
+from e2wm.errors import E2WMError
 
 
 def run(workers=(1, 2), units: int = 100, simulations: int = 2000, progress=None) -> dict:
@@ -30,3 +32,17 @@ def run(workers=(1, 2), units: int = 100, simulations: int = 2000, progress=None
             "workers": list(workers), "units_per_s": {str(n): rows[n]["units_per_s"] for n in workers},
             "speedup": round(speedup, 3), "efficiency": round(speedup * first / last, 3),
             "same_output": len({r["content_hash"] for r in rows.values()}) == 1}
+
+
+def main(args) -> int:
+    try:
+        workers = tuple(int(x) for x in args.workers.split(","))
+    except ValueError:
+        raise E2WMError(f"--workers {args.workers!r}: expected counts like 1,2") from None
+    if not all(1 <= w <= 1024 for w in workers):
+        raise E2WMError(f"--workers {args.workers!r}: each count must be in [1, 1024]")
+
+    def show(n, row):
+        print(f"{n} worker(s): {row['units_per_s']} units/s ({row['run_s']} s)", flush=True)
+    r = run(workers, args.units, args.simulations, progress=show)
+    return report(r, f"speedup {r['speedup']}x, efficiency {r['efficiency']}; same output: {r['same_output']}")

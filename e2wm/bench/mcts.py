@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 
+from e2wm.bench import needs_official, report
 from e2wm.collect.mcts import ActionSpace, MCTSConfig, WorldEnv, search
 from e2wm.world.activities import goal_from_program
 from e2wm.world.oracle import Oracle
@@ -111,3 +112,19 @@ def run(program: str | None = None, simulations: int = 20_000, official_simulati
         "ratio": round(sims_per_s / official_per_s, 1),
         "rollout_steps_per_sim": round(ours.stats["rollout_steps"] / simulations, 2),
     }
+
+
+def main(args) -> int:
+    from e2wm.progress import progress
+    needs_official("mcts")
+    with progress() as bar:
+        task = bar.add_task("e2wm search", total=args.simulations)
+        r = run(args.program, args.simulations, args.official_simulations, args.seed,
+                progress=lambda k: bar.advance(task, k))
+    return report(r, f"RobotHow {r['program']} ({r['title']}): {r['goal_facts']} goal facts, "
+                  f"{r['objects']} goal objects; UCT depth {r['max_depth']}, one core",
+                  f"{'':<12}{'simulations':>12}{'sims/s':>10}{'s per 20k':>11}",
+                  f"{'e2wm':<12}{r['simulations']:>12,}{r['sims_per_s']:>10,}{r['seconds_20k']:>11}",
+                  f"{'official':<12}{r['official_simulations']:>12,}{r['official_sims_per_s']:>10,}"
+                  f"{r['official_seconds_20k']:>11}",
+                  f"ratio {r['ratio']}x; e2wm plan reached the goal: {r['reached']} ({r['plan_steps']} steps)")

@@ -10,6 +10,7 @@ import multiprocessing as mp
 import statistics
 import time
 
+from e2wm.bench import report
 from e2wm.collect.mcts import MCTSConfig
 from e2wm.collect.plans import plan_episode
 from e2wm.collect.run import activity_hosts
@@ -51,3 +52,16 @@ def run(scenes: int = 50, simulations: int = 2000, workers: int = 1, progress=No
         "plans_per_s": round(len(posed) / wall, 2), "workers": workers,
         "failures": dict(sorted(failures.items(), key=lambda kv: (-kv[1], kv[0]))),
     }
+
+
+def main(args) -> int:
+    from e2wm.progress import progress
+    with progress() as bar:
+        task = bar.add_task("planning", total=None)
+        r = run(args.scenes, args.simulations, args.workers, progress=lambda k: bar.advance(task, k))
+    return report(r, f"{r['activities']} activities over {r['scenes']} procedural apartments, "
+                  f"{r['simulations']} simulations each: {r['posed']} goals posed "
+                  f"({r['already_done']} skipped: already done there)",
+                  f"success {r['succeeded']}/{r['posed']} = {100 * r['success_rate']:.1f}%; mean plan "
+                  f"{r['mean_plan_lines']} lines; mean search {r['mean_search_s']} s; "
+                  f"{r['plans_per_s']} plans/s on {r['workers']} worker(s)")

@@ -14,6 +14,7 @@ import time
 
 import torch
 
+from e2wm.bench import report
 from e2wm.train.model import add_lora, lora_pairs, tiny_causal_lm
 from e2wm.train.regularizers import make_regularizer
 
@@ -147,3 +148,24 @@ def run_fisher(samples: int = 64, hidden: int = 256, layers: int = 4, heads: int
             "device": str(dev), "model": model_spec or f"llama hidden {hidden}, {layers} layers",
             "precision": precision, "samples": samples, "seq": seq, "micro_batch": micro_batch,
             "fisher_modules": "lora-targets", "threads": torch.get_num_threads()}
+
+
+def main(args) -> int:
+    """`e2wm bench ewc` or `e2wm bench fisher`, by `args.what`."""
+    if args.what == "ewc":
+        r = run_ewc()
+        return report(r, f"EWC-LoRA step {r['ewc_step_ms']:.1f} ms vs plain LoRA step {r['plain_step_ms']:.1f} ms: "
+                      f"ratio {r['ratio']:.3f}")
+    from e2wm.train.model import check_model_spec
+    if args.model is not None:
+        check_model_spec(args.model, "--model")
+    r = run_fisher(samples=args.samples, seq=args.seq, micro_batch=args.micro_batch, model_spec=args.model,
+                   precision=args.precision)
+    return report(r, f"{r['model']} ({r['precision']}), micro-batch {r['micro_batch']}, {r['samples']} samples of "
+                  f"{r['seq']} tokens, {r['device']}:",
+                  f"  plain LoRA forward+backward {r['plain_tokens_per_s']:>9.0f} tokens/s  "
+                  f"peak {r['peak_mib']['plain']:.0f} MiB",
+                  f"  Fisher, batch (default)     {r['fisher_tokens_per_s']:>9.0f} tokens/s  "
+                  f"peak {r['peak_mib']['batch']:.0f} MiB  ratio {r['ratio']:.3f}",
+                  f"  Fisher, loop (reference)    {r['loop_tokens_per_s']:>9.0f} tokens/s  "
+                  f"peak {r['peak_mib']['loop']:.0f} MiB  ratio {r['ratio_loop']:.3f}")

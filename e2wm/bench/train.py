@@ -143,3 +143,18 @@ def run(model: str | None = None, rows: int = 240, steps: int = 6, global_batch:
             "model": model or "llama h256 l4", "precision": precision, "zero_stage": zero_stage,
             "global_batch": global_batch, "micro_batch": micro_batch, "steps": steps,
             "mean_tokens": sum(lengths) / len(lengths), "threads": torch.get_num_threads()}
+
+
+def main(args) -> int:
+    from e2wm.bench import report
+    from e2wm.train.config import SAMPLINGS
+    from e2wm.train.model import check_model_spec
+    if args.model is not None:
+        check_model_spec(args.model, "--model")
+    r = run(args.model, args.rows, args.steps, args.global_batch, args.micro_batch, args.precision,
+            args.zero_stage, pad800=not args.no_pad800)
+    pad = f", E2WM pad-to-800 {r['pad800_tokens_per_s']:,.0f} tokens/s" if r["pad800_tokens_per_s"] else ""
+    return report(r, f"plain transformers+peft {r['plain_tokens_per_s']:,.0f} tokens/s{pad}",
+                  *(f"trainer ({s:<14}) {r[s]['tokens_per_s']:,.0f} tokens/s: ratio {r[s]['ratio_plain']:.2f} vs plain"
+                    + (f", {r[s]['ratio_pad800']:.2f} vs pad-to-800" if r[s]["ratio_pad800"] else "")
+                    for s in SAMPLINGS))

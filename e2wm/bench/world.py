@@ -12,6 +12,7 @@ import random
 import statistics
 import time
 
+from e2wm.bench import needs_official, report
 from e2wm.world.oracle import Oracle
 from e2wm.world.world import World
 
@@ -109,3 +110,18 @@ def run(scene: dict, label: str, steps: int = 4000, seed: int = 0, repeats: int 
         "clone_us_median": round(clone_us, 2),
         "official_copy_us_median": round(_official_copy_us(scene, episodes), 1),
     }
+
+
+def main(args) -> int:
+    from e2wm.world.scenes import load_scene, robothow_programs
+    needs_official("world")
+    source = args.scene or f"robothow:{robothow_programs()[0].name}"
+    r = run(load_scene(source), source, steps=args.steps, seed=args.seed)
+    return report(r, f"scene {source}, {r['steps']} steps of random valid actions, same stream for both",
+                  f"{'':<22}{'e2wm':>12}{'official':>12}{'ratio':>9}",
+                  f"{'step (steps/s)':<22}{r['e2wm_step_per_s']:>12,}{r['official_step_per_s']:>12,}"
+                  f"{r['ratio_step']:>8}x",
+                  f"{'clone+step (steps/s)':<22}{r['e2wm_clone_step_per_s']:>12,}"
+                  f"{r['official_clone_step_per_s']:>12,}{r['ratio_clone_step']:>8}x",
+                  f"median clone: e2wm {r['clone_us_median']} us, official state copy "
+                  f"{r['official_copy_us_median']} us")
