@@ -1,11 +1,11 @@
 """The pipeline's own small base model: a BPE tokenizer trained with `tokenizers` on the built data and
-the general corpus, a Llama made from a config, and (optionally) a first training on general text, so
-that fine-tuning has general knowledge to keep (Table 2's question) rather than random weights."""
+the general corpus, a Llama made from a config, and (optionally) a first training on general text by `e2wm
+train`, so that fine-tuning has general knowledge to keep (Table 2's question) rather than random weights."""
 from __future__ import annotations
 
-import math
-import random
-import time
+import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -34,56 +34,56 @@ def task_texts(data_dir: Path) -> list[str]:
             for _, row in read_jsonl(f, "training rows")]
 
 
-def pretrain(model, tok, docs: list[str], steps: int, lr: float, batch: int, length: int, seed: int, log) -> float:
-    """`steps` AdamW steps of next-token prediction on `length`-token windows of `docs`; the last loss."""
-    from e2wm.train.dist import device
-    dev = device()
-    ids = [t for d in docs for t in tok(d)["input_ids"] + [tok.eos_token_id]]
-    windows = [ids[i:i + length] for i in range(0, len(ids) - length, length)]
-    if not windows:
-        raise E2WMError(f"model.pretrain_length {length}: the general corpus holds {len(ids)} tokens, not more "
+def windows(tok, docs: list[str], length: int) -> list[dict]:
+    """`length`-token windows of the documents (each ended by EOS) as rows with an empty prompt, all answer: the
+    row's " " stands for a window's leading space; `truncation: end` cuts the "\\n" and what follows."""
+    text = "".join(d + tok.eos_token for d in docs)
+    at = tok(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    chunks = [text[at[i][0]:at[min(i + length + 8, len(at) - 1)][1]] for i in range(0, len(at) - length, length)]
+    if not chunks:
+        raise E2WMError(f"model.pretrain_length {length}: the general corpus holds {len(at)} tokens, not more "
                         f"than one pretraining window; lower it or use a larger corpus")
-    rng = random.Random(seed)
-    model.to(dev).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / max(1, steps // 20)) * 0.5 * (1 + math.cos(math.pi * s / steps)))
-    order, loss_v, t0 = [], float("nan"), time.perf_counter()
-    for step in range(steps):
-        if len(order) < batch:
-            order += rng.sample(range(len(windows)), len(windows))
-        pick, order = order[:batch], order[batch:]
-        x = torch.tensor([windows[i] for i in pick], dtype=torch.long, device=dev)
-        loss = model(input_ids=x, labels=x).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        loss_v = loss.item()
-        if (step + 1) % max(1, steps // 10) == 0 or step + 1 == steps:
-            log(f"  pretrain step {step + 1}/{steps}: loss {loss_v:.3f} ({time.perf_counter() - t0:.0f} s)")
-    model.eval()
-    return loss_v
+    return [{"input": "", "ref": c[1:] if c.startswith(" ") else c} for c in chunks]
+
+
+def pretrain(cfg, tok, base: Path, docs: list[str], scratch: Path) -> tuple[Path, float]:
+    """`e2wm train` of the model in `base` on windows of `docs`: (the trained model's folder, its last loss)."""
+    from e2wm.config import build
+    from e2wm.train import recipe
+    from e2wm.train.config import TrainConfig
+
+    rows, steps = windows(tok, docs, cfg.pretrain_length), cfg.pretrain_steps
+    (scratch / "windows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    model = recipe.run(build(TrainConfig, {
+        "out": str(scratch / "train"), "seed": cfg.seed, "model": {"name_or_path": str(base)},
+        "lora": {"enabled": False}, "regularizer": {"kind": "none"}, "data": {"path": str(scratch / "windows.jsonl"),
+                 "max_length": cfg.pretrain_length, "truncation": "end", "pad_to_multiple_of": 1},
+        "optim": {"lr": cfg.pretrain_lr, "weight_decay": 0.01, "schedule": "cosine", "warmup_steps": steps // 20,
+                  "max_steps": steps, "global_batch_size": cfg.pretrain_batch, "micro_batch_size": cfg.pretrain_batch,
+                  "grad_clip": 1.0, "precision": "fp32"},
+        "checkpoint": {"every": 0, "keep_last": 1, "resume": "never"},   # only the final one, for the export
+        "logging": {"every": max(1, steps // 10), "tensorboard": False}}, "model: pretraining"))
+    return model, json.loads((scratch / "train" / "metrics.jsonl").read_text().splitlines()[-1])["loss"]
 
 
 def make_local_model(cfg, texts: list[str], general: list[str], out: Path, log=print) -> dict:
-    """Tokenizer + model from `cfg` (a ModelStage) saved to `out` (`atomic_dir`)."""
+    """Tokenizer + model from `cfg` (a ModelStage), pretrained if it says so, saved to `out` (`atomic_dir`)."""
     from transformers.utils import logging as hf_logging
 
+    from e2wm.train.export import MARKER
     from e2wm.train.model import tiny_causal_lm
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()   # saving a model has a bar
     tok = train_tokenizer(texts + general, cfg.vocab_size)
-    with torch.random.fork_rng(devices=[]):   # HF draws initial weights from the global RNG: seed it only here
+    # the global RNG (HF's initial weights, the trainer's dropout seeds) is seeded only here; the scratch always goes
+    with torch.random.fork_rng(devices=[]), tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as s:
         model = tiny_causal_lm(cfg.seed, len(tok), cfg.hidden, cfg.layers, cfg.heads)
-    n = sum(p.numel() for p in model.parameters())
-    log(f"  tokenizer: {len(tok)} BPE tokens; model: Llama, hidden {cfg.hidden}, {cfg.layers} layers, "
-        f"{n / 1e6:.2f}M parameters")
-    info = {"vocab": len(tok), "parameters": n}
-    if cfg.pretrain_steps:
-        info["pretrain_loss"] = pretrain(model, tok, general, cfg.pretrain_steps, cfg.pretrain_lr,
-                                         cfg.pretrain_batch, cfg.pretrain_length, cfg.seed, log)
-    with atomic_dir(out) as tmp:
-        model.cpu().save_pretrained(str(tmp))
-        tok.save_pretrained(str(tmp))
+        n = sum(p.numel() for p in model.parameters())
+        log(f"  tokenizer: {len(tok)} BPE tokens; Llama: hidden {cfg.hidden}, {cfg.layers} layers, {n / 1e6:.2f}M")
+        info, made = {"vocab": len(tok), "parameters": n}, Path(s) / "base"
+        model.save_pretrained(str(made))
+        tok.save_pretrained(str(made))
+        if cfg.pretrain_steps:
+            made, info["pretrain_loss"] = pretrain(cfg, tok, made, general, Path(s))
+        with atomic_dir(out) as tmp:   # not the export's note of its source, the scratch folder
+            shutil.copytree(made, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(MARKER))
     return info
