@@ -173,9 +173,9 @@ def export_model(step_path, out) -> Path:
     step_path = resolve_step(step_path)
     run_dir, info = _run_info(step_path)
     try:
-        try:
+        if any((step_path / "ds").glob("*zero_pp_rank_*")):   # ZeRO-1/2/3: partitioned fp32 state
             state = get_fp32_state_dict_from_zero_checkpoint(str(step_path), tag="ds")
-        except (FileNotFoundError, ValueError):  # ZeRO-0 writes the plain module state instead
+        else:   # ZeRO-0 writes the plain module state
             state = torch.load(step_path / "ds" / "mp_rank_00_model_states.pt", map_location="cpu",
                                weights_only=False)["module"]
         config = AutoConfig.from_pretrained(str(run_dir / "base_config"))

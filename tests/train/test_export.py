@@ -59,6 +59,21 @@ def test_full_fine_tuning_exports_a_model(zero3_jobs):
     assert model.config.model_type == "llama"
 
 
+@pytest.mark.parametrize("stage", [0, 2])
+def test_full_fine_tuning_exports_the_engines_weights_at_zero_0_and_2(stage, tmp_path, tiny_model_dir,
+                                                                       built_dataset):
+    """One step of full fine-tuning in this process; its model/ holds the engine's final weights."""
+    from run_helpers import tiny_train_config
+    from safetensors.torch import load_file
+    from train_helpers import write_config
+
+    cfg = tiny_train_config(tmp_path / "run", tiny_model_dir, built_dataset, lora={"enabled": False},
+                            deepspeed={"zero_stage": stage}, optim={"lr": 1e-2})
+    assert main(["train", "--config", str(write_config(tmp_path / "c.yaml", cfg))]) == 0
+    got, base = (load_file(str(d / "model.safetensors")) for d in (tmp_path / "run" / "model", tiny_model_dir))
+    assert got.keys() == base.keys() and any(not torch.equal(got[k], base[k]) for k in got)   # trained
+
+
 @pytest.mark.parametrize("args, names", [
     (["export", "no/such/run", "--out", "x"], "no/such/run"),
     (["merge", "--adapter", "no/such/adapter", "--out", "x"], "no/such/adapter"),
