@@ -141,7 +141,7 @@ def _parser() -> Parser:
     rp.set_defaults(func=_report)
 
     fi = sub.add_parser("fisher", help="diagonal Fisher of the base weights (single process, or under "
-                        "torchrun / deepspeed: python -m e2wm.train.fisher)", add_help=False)
+                        "torchrun / deepspeed: python -m e2wm.train.fisher_run)", add_help=False)
     fi.set_defaults(func=_fisher)
     tr = sub.add_parser("train", help="fine-tune with LoRA / EWC-LoRA / EWC / KL under DeepSpeed (one process; "
                         "for several: deepspeed or torchrun -m e2wm.train)", add_help=False)
