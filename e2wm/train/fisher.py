@@ -275,3 +275,10 @@ def compute_fisher_deepspeed(engine, texts: list[str], tokenizer, *, zero_stage:
                 save_fisher(out_dir, full, meta)
         dist.barrier()
     return part, smeta
+
+
+if __name__ == "__main__":   # the stage moved: an old command line must not end quietly with nothing written
+    import sys
+    print("e2wm: error: e2wm.train.fisher holds the Fisher's math; run the stage as `python -m "
+          "e2wm.train.fisher_run ARGS` (what `e2wm fisher ARGS` runs)", file=sys.stderr)
+    sys.exit(2)

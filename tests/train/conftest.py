@@ -11,7 +11,7 @@ def fisher_z3(tmp_path_factory, tiny_model_dir):
     """A Fisher of every weight of the tiny model, computed on 2 ranks at ZeRO-3 (torchrun): the ewc jobs
     train every weight, the ewc_lora runs read their q/v/lm_head subset."""
     out = tmp_path_factory.mktemp("fisher-z3")
-    check(launch(edist.torchrun_cmd(2, edist.free_port(), "e2wm.train.fisher", [
+    check(launch(edist.torchrun_cmd(2, edist.free_port(), "e2wm.train.fisher_run", [
         "--model", str(tiny_model_dir), "--corpus", "builtin:pydoc", "--max-samples", "12", "--max-length", "64",
         "--micro-batch", "2", "--zero-stage", "3", "--lora-targets", ",".join(TARGETS), "--modules", "all",
         "--out", str(out)])))
