@@ -222,8 +222,11 @@ def _parser() -> Parser:
     bt.add_argument("--zero-stage", type=int, choices=(1, 2, 3), default=2)
     bt.add_argument("--no-pad800", action="store_true", help="skip the (slow) pad-to-800 contender")
     bt.set_defaults(func=_bench, bench="train")
-    be = bench.add_parser("eval", help="multiple-choice items/s: the scorer vs one forward per option")
+    be = bench.add_parser("eval", help="multiple-choice items/s: the scorer vs one forward per option; "
+                          "generation items/s: batched vs item by item")
     be.add_argument("--items", type=bounded(1, 1_000_000), default=24)
+    be.add_argument("--gen-items", type=bounded(1, 1_000_000), default=32, help="generation prompts")
+    be.add_argument("--new-tokens", type=bounded(1, 2048), default=64, help="generation length")
     be.add_argument("--words", type=bounded(1, 100_000), default=120, help="story words per prompt")
     be.set_defaults(func=_bench, bench="eval")
     q = bench.add_parser("plans", help="MCTS success rate and plan length over the activity library")

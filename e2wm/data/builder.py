@@ -4,6 +4,7 @@ Output (written whole by `atomic_dir`; an existing directory is never overwritte
   train/<task>.jsonl     training rows {"task", "input", "ref", "weight"}; the text is f"{input} {ref}\n"
   eval/<suite>.jsonl     E2WM's released evaluation format: {"input", "ref"} or
                          {"input", "answer_list", "answer"}, one JSON object per line
+  eval/<suite>.suite.yaml its spec, which `e2wm eval` scores it by: kind, metric, normalisation, world
   hf/                    a `datasets` DatasetDict: "train" ({task, input, ref, weight}) and one split per suite
   README.md              the dataset card: sizes, lengths, answer spreads, baselines, coverage, the
                          leak guard's counts, the split and the generating config
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from e2wm.collect.episodes import canonical_json
 from e2wm.data.config import DataConfig
+from e2wm.data.eval_format import SIDECAR, spec_text
 from e2wm.data import suites as suite_registry
 from e2wm.data.health import first_room_mismatch, suite_health, task_health
 from e2wm.data.leak import LeakGuard
@@ -135,6 +137,7 @@ def _write(out: Path, cfg, train, suites, summary) -> None:
         for name, (_, rows) in suites.items():
             eval_rows[name] = [{k: v for k, v in r.items() if k not in INTERNAL} for r in rows]
             _jsonl(tmp / "eval" / f"{name}.jsonl", eval_rows[name])
+            (tmp / "eval" / f"{name}{SIDECAR}").write_text(spec_text(name, suite_registry.SPECS[name]))
         splits = {"train": datasets.Dataset.from_list([r for rows in train.values() for r in rows])}
         splits.update({name: datasets.Dataset.from_list(rows) for name, rows in eval_rows.items()})
         datasets.DatasetDict(splits).save_to_disk(str(tmp / "hf"))

@@ -2,17 +2,95 @@
 of them), generation rows {"input", "ref"} or multiple-choice rows {"input", "answer_list",
 "answer"} with the answer among the options. Our plan suites add a "world" to each generation row
 (`e2wm.eval.executability`): {"scene": source, "goals": [fact texts], "nodes": [ids]}, checked here
-against its scene, so that a bad one fails before any model loads."""
+against its scene, so that a bad one fails before any model loads.
+
+How a suite is scored is its `SuiteSpec` (`read_spec`): the sidecar `<stem>.suite.yaml` next to the file
+(`e2wm build-data` writes one per suite, from the spec its module declares), else E2WM's known file
+names (`KNOWN`, the one table of them), else the default of its kind; never a substring of its name."""
 from __future__ import annotations
 
+import dataclasses
 import reprlib
 from pathlib import Path
+from typing import Literal
 
+import yaml
+
+from e2wm.config import build, load_yaml
 from e2wm.errors import E2WMError, reject_unknown_keys
 from e2wm.files import MAX_DATA_BYTES, loads, read_text
 from e2wm.world.facts import Fact
 from e2wm.world.graph import Scene
 from e2wm.world.scenes import load_scene
+
+METRICS = {"gen": ("rouge", "lcs", "exact_match"), "mc": ("accuracy",)}   # each kind's headline metrics
+NORMS = ("ln", "un")    # multiple choice: mean token log-probability; sum less its sum after "Answer:"
+SIDECAR = ".suite.yaml"
+
+
+@dataclasses.dataclass(frozen=True)
+class SuiteSpec:
+    """How `e2wm eval` scores a suite: its kind, its headline metric (rouge, lcs or exact_match for
+    generation, accuracy for multiple choice), the headline normalisation (mc only; both are reported)
+    and whether its rows carry a "world" (generation only: then plans are also run for executability)."""
+    kind: Literal["gen", "mc"]
+    metric: str
+    normalisation: Literal["ln", "un"] | None = None
+    world: bool = False
+
+    def __post_init__(self):
+        if self.metric not in METRICS[self.kind]:
+            raise E2WMError(f"metric: expected {' or '.join(METRICS[self.kind])} for a {self.kind} suite, "
+                            f"got {reprlib.repr(self.metric)}")
+        if (self.normalisation is None) != (self.kind == "gen"):
+            raise E2WMError(f"normalisation: expected {' or '.join(NORMS)} for a mc suite and none for a gen "
+                            f"suite, got {reprlib.repr(self.normalisation)}")
+        if self.world and self.kind == "mc":
+            raise E2WMError("world: multiple-choice rows carry no world")
+
+
+_ROUGE, _UN, _LN = SuiteSpec("gen", "rouge"), SuiteSpec("mc", "accuracy", "un"), SuiteSpec("mc", "accuracy", "ln")
+# E2WM's released files (data/eval/gen, data/eval/qa) by name: the one place their metrics are given
+KNOWN = {"plan_gen": _ROUGE, "plan_gen_unseen": _ROUGE, "plan_gen_confusing": _ROUGE,
+         "plan_gen_unseen_confusing": _ROUGE, "obj_move_path": SuiteSpec("gen", "lcs"),
+         "housework_qa": _UN, "neg_housework_qa": _UN, "act_infer": _UN, "act_recog": _LN, "count": _LN,
+         "obj_move": _LN}
+DEFAULT = {"gen": SuiteSpec("gen", "exact_match"), "mc": _LN}   # a file with neither sidecar nor known name
+
+
+def sidecar(path) -> Path:
+    return Path(path).with_name(Path(path).stem + SIDECAR)
+
+
+def spec_text(name: str, spec: SuiteSpec) -> str:
+    return (f"# how `e2wm eval` scores {name}.jsonl; rename it with its suite file\n"
+            + yaml.safe_dump(dataclasses.asdict(spec), sort_keys=False))
+
+
+def read_spec(path, kind: str, rows: list[dict]) -> tuple[SuiteSpec, str]:
+    """(spec, where it came from) of suite file `path`, whose `rows` (`read_eval`) are of `kind`: its
+    sidecar (E2WMError naming it and the field if malformed or at odds with the rows), else E2WM's
+    known name (of this kind), else the default of the kind."""
+    path, world = Path(path), "world" in rows[0]
+    side = sidecar(path)
+    if not side.exists():
+        known = KNOWN.get(path.stem)
+        if known and known.kind == kind:
+            return dataclasses.replace(known, world=world), f"E2WM's known name {path.stem}"
+        return dataclasses.replace(DEFAULT[kind], world=world), f"default for a {kind} suite"
+    where = str(side)
+    data = load_yaml(read_text(side, "suite spec"), where)
+    if not isinstance(data, dict) or not {"kind", "metric"} <= set(data):
+        raise E2WMError(f"{where}: expected a mapping with 'kind', 'metric', 'normalisation' (mc) and 'world', "
+                        f"got {reprlib.repr(data)}")
+    spec = build(SuiteSpec, data, where)
+    if spec.kind != kind:
+        raise E2WMError(f"{where}: kind: {spec.kind}, but {path.name} holds {kind} rows")
+    if spec.world != world:
+        raise E2WMError(f"{where}: world: {str(spec.world).lower()}, but the rows of {path.name} carry "
+                        f"{'a world' if world else 'none'}")
+    return spec, f"sidecar {side.name}"
+
 
 SHAPES = "expected {'input', 'ref'} strings or 'input', 'answer_list' (strings) and 'answer' among them"
 

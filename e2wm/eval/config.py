@@ -19,6 +19,8 @@ class EvalConfig:
     num_beams: int = field(default=4, metadata={"help": "beam width for generation (1: greedy)",
                                                 "range": (1, 64)})
     max_new_tokens: int = field(default=256, metadata={"help": "generation length", "range": (1, 32_768)})
+    gen_batch: int = field(default=16, metadata={"help": "generation prompts decoded together (left-padded)",
+                                                 "range": (1, 4096)})
     ppl_corpus: str | None = field(default=None, metadata={
         "help": "general text for perplexity: .txt, .jsonl, a datasets dir or builtin:pydoc"})
     ppl_docs: int = field(default=200, metadata={

@@ -1,10 +1,11 @@
 """`e2wm eval`: a model (and optionally a LoRA adapter) scored on suites in E2WM's released format.
 
-Suite files (ours or E2WM's own) are read by `read_eval`. Multiple choice is scored by option
-likelihood (`scoring`), with both normalisations reported and E2WM's per-suite default as the
-headline; generation is decoded with beam search (4 beams, 256 new tokens, the first line kept)
-and scored by ROUGE (plan suites, plus executability when rows carry a "world"), the contiguous
-LCS ratio (room paths) or exact match. Writes `results.json` and `results.md` under `--out`.
+Suite files (ours or E2WM's own) are read by `read_eval`, and how each is scored (its metric and
+headline normalisation) by `read_spec`: its sidecar, E2WM's known name or its kind's default. Multiple
+choice is scored by option likelihood (`scoring.choose`), with both normalisations reported;
+generation is decoded with beam search (4 beams, 256 new tokens, the first line kept)
+and scored by ROUGE, the contiguous LCS ratio or exact match (plus executability when rows carry a
+"world"). Writes `results.json` and `results.md` under `--out`.
 
 Under torchrun / deepspeed every rank holds a full copy of the model (models that do not fit one
 device are not served yet) and scores rows rank, rank + world, ...; the outcomes are gathered in
@@ -17,20 +18,19 @@ import contextlib
 import hashlib
 import statistics
 import time
+import weakref
 from pathlib import Path
 
-import torch
-
-from e2wm.data.eval_format import read_eval
+from e2wm.data.eval_format import SIDECAR, NORMS, read_eval, read_spec
 from e2wm.errors import E2WMError
 from e2wm.eval.config import EvalConfig
 from e2wm.files import input_file, make_dir, output_dir, write_atomic, write_json
 from e2wm.eval.executability import execute
-from e2wm.eval.metrics import exact_match, first_line, lcs_ratio, rouge
-from e2wm.eval.scoring import CALIBRATION_PROMPT, NORMS, option_scores
-from e2wm.train.tokens import prompt_ids
+from e2wm.eval.generate import generate
+from e2wm.eval.metrics import exact_match, lcs_ratio, rouge
+from e2wm.eval.scoring import choose
 
-UN_SUITES = ("housework_qa", "neg_housework_qa", "act_infer")   # E2WM's 'un' suites; the rest 'ln'
+_CALIBRATION = weakref.WeakKeyDictionary()   # model -> its "Answer:" scores by option list (`choose`)
 
 
 def suite_files(cfg: EvalConfig) -> list[Path]:
@@ -38,7 +38,13 @@ def suite_files(cfg: EvalConfig) -> list[Path]:
     for s in cfg.suites:
         p = Path(s)
         if p.is_dir():
-            files += sorted(x for x in p.iterdir() if x.suffix in (".json", ".jsonl") and x.is_file())
+            found = sorted(x for x in p.iterdir() if x.suffix in (".json", ".jsonl") and x.is_file())
+            have = {f.stem for f in found}
+            lone = sorted(x.name for x in p.glob("*" + SIDECAR) if x.name[:-len(SIDECAR)] not in have)
+            if lone:
+                raise E2WMError(f"{p / lone[0]}: no suite file {lone[0][:-len(SIDECAR)]}.jsonl (or .json) beside "
+                                f"this sidecar: rename a suite file and its sidecar together")
+            files += found
         else:
             files.append(input_file(p, "suite file or directory"))
     stems = [f.stem for f in files]
@@ -54,10 +60,6 @@ def suite_files(cfg: EvalConfig) -> list[Path]:
     if not files:
         raise E2WMError(f"--suites {' '.join(cfg.suites)}: no suite files (*.json, *.jsonl) to evaluate")
     return files
-
-
-def default_norm(name: str) -> str:
-    return "un" if name in UN_SUITES else "ln"
 
 
 def load(cfg: EvalConfig, adapter_shapes: dict | None = None):
@@ -96,58 +98,49 @@ def _with_adapter(model, cfg: EvalConfig, shapes: dict | None = None):
 
 
 def _mc_item(model, tok, row) -> dict[str, int]:
-    """The option each normalisation picks (ties: the first, as E2WM's argmax)."""
-    opts = row["answer_list"]
-    scores = option_scores(model, tok, row["input"], opts)
-    base = option_scores(model, tok, CALIBRATION_PROMPT, opts)
-    values = {"ln": [s.mean for s in scores], "un": [s.logprob - b.logprob for s, b in zip(scores, base)]}
-    return {norm: max(range(len(v)), key=lambda i: (v[i], -i)) for norm, v in values.items()}
+    """The option each normalisation picks (`choose`; the calibration scored once per option list and model)."""
+    picks = choose(model, tok, row["input"], row["answer_list"], _CALIBRATION.setdefault(model, {}))
+    return {norm: best for norm, (best, _) in picks.items()}
 
 
-def _mc(name: str, rows, picks) -> dict:
+def _mc(spec, rows, picks) -> dict:
     n = len(rows)
     right = {norm: sum(p[norm] == r["answer_list"].index(r["answer"]) for r, p in zip(rows, picks)) / n
              for norm in NORMS}
-    return {"metric": "accuracy", "normalisation": default_norm(name),
-            "accuracy": right[default_norm(name)], "accuracy_by_norm": right}
+    return {"metric": "accuracy", "normalisation": spec.normalisation,
+            "accuracy": right[spec.normalisation], "accuracy_by_norm": right}
 
 
-@torch.no_grad()
-def _generate(model, tok, prompt: str, cfg: EvalConfig) -> str:
-    device = next(model.parameters()).device
-    ids = torch.tensor([prompt_ids(tok, prompt)], device=device)   # what training saw before the answer
-    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), num_beams=cfg.num_beams,
-                         do_sample=False, max_new_tokens=cfg.max_new_tokens,
-                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-    return first_line(tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
+def _generate(model, tok, rows, cfg: EvalConfig) -> list[tuple[str, bool]]:
+    """(first line, prompt cut) of each row's continuation, `--gen-batch` rows decoded together."""
+    return generate(model, tok, [r["input"] for r in rows], cfg.num_beams, cfg.max_new_tokens, cfg.gen_batch)
 
 
-def _gen(name: str, rows, preds) -> dict:
+def _gen(spec, rows, preds) -> dict:
+    """The suite's declared metric (`spec`, a `SuiteSpec`) and exact match; executability where rows carry a world."""
     refs = [r["ref"] for r in rows]
-    out: dict = {"exact_match": statistics.mean(exact_match(p, r) for p, r in zip(preds, refs))}
-    if "path" in name:
-        out.update(metric="lcs", lcs=statistics.mean(lcs_ratio(p, r) for p, r in zip(preds, refs)))
-    elif "plan" in name:
-        out.update(metric="rouge", **rouge(preds, refs))
-        worlds = [r.get("world") for r in rows]
-        if all(worlds):
-            runs = [execute(p, w) for p, w in zip(preds, worlds)]
-            out["executability"] = {"step_fraction": statistics.mean(e.fraction for e in runs),
-                                    "executable": statistics.mean(e.executable for e in runs),
-                                    "goal_success": statistics.mean(e.success for e in runs)}
-        else:
-            out["executability"] = "not applicable (the rows carry no world)"
-    else:
-        out["metric"] = "exact_match"
+    out: dict = {"metric": spec.metric, "exact_match": statistics.mean(map(exact_match, preds, refs))}
+    if spec.metric == "lcs":
+        out["lcs"] = statistics.mean(lcs_ratio(p, r) for p, r in zip(preds, refs))
+    elif spec.metric == "rouge":
+        out.update(rouge(preds, refs))
+    if spec.world:
+        runs = [execute(p, r["world"]) for p, r in zip(preds, rows)]
+        out["executability"] = {"step_fraction": statistics.mean(e.fraction for e in runs),
+                                "executable": statistics.mean(e.executable for e in runs),
+                                "goal_success": statistics.mean(e.success for e in runs)}
+    elif spec.metric == "rouge":
+        out["executability"] = "not applicable (the rows carry no world)"
     out["examples"] = [{"prediction": p, "reference": r} for p, r in list(zip(preds, refs))[:3]]
     return out
 
 
 def _items(model, tok, kind: str, rows, cfg: EvalConfig, rank: int, world: int) -> list:
-    """Every row's outcome (picks or a prediction): this rank scores rows rank, rank + world, ...,
-    and the ranks swap theirs, so every rank holds them all in row order."""
-    mine = {i: (_mc_item(model, tok, r) if kind == "mc" else _generate(model, tok, r["input"], cfg))
-            for i, r in enumerate(rows) if i % world == rank}
+    """Every row's outcome (picks, or a prediction and whether its prompt was cut): this rank scores rows
+    rank, rank + world, ..., and the ranks swap theirs, so every rank holds them all in row order."""
+    idx = [i for i in range(len(rows)) if i % world == rank]
+    mine = dict(zip(idx, [_mc_item(model, tok, rows[i]) for i in idx] if kind == "mc"
+                    else _generate(model, tok, [rows[i] for i in idx], cfg)))
     if world > 1:
         import torch.distributed as dist
         parts = [None] * world
@@ -164,6 +157,7 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
     check_model_spec(cfg.model, "--model")
     files = suite_files(cfg)
     suites = {f.stem: (f, *read_eval(f)) for f in files}    # every file parses before the model loads
+    specs = {n: read_spec(f, kind, rows) for n, (f, kind, rows) in suites.items()}   # and its spec too
     texts = _ppl_texts(cfg)
     shapes = check_adapter_files(cfg)   # a broken adapter is found before the model loads
     with _ranks() as (rank, world):
@@ -176,9 +170,12 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
             rows = rows[: cfg.limit] if cfg.limit else rows
             t0 = time.perf_counter()
             items = _items(model, tok, kind, rows, cfg, rank, world)
-            scored = _mc(name, rows, items) if kind == "mc" else _gen(name, rows, items)
+            cut = {} if kind == "mc" else {"truncated_prompts": sum(c for _, c in items)}   # cut to fit positions
+            items = items if kind == "mc" else [p for p, _ in items]
+            spec, source = specs[name]
+            scored = {"spec_source": source, **(_mc if kind == "mc" else _gen)(spec, rows, items)}
             results["suites"][name] = {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                                       "format": kind, "n": len(rows), **scored}
+                                       "format": kind, "n": len(rows), **scored, **cut}
             log(f"  {name:<28} {kind}  n={len(rows):<5} " + _headline(results["suites"][name])
                 + f"  ({time.perf_counter() - t0:.1f} s on {world} rank{'s' if world > 1 else ''})")
         if texts is not None:

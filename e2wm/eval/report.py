@@ -11,10 +11,9 @@ from pathlib import Path
 from e2wm.errors import E2WMError
 from e2wm.files import input_dir, make_dir, output_dir, read_json, write_atomic
 from e2wm.eval.harness import headline
-from e2wm.eval.scoring import NORMS
+from e2wm.data.eval_format import METRICS, NORMS
 
 GROUPS = {"multiple choice": "mc", "generation": "gen"}
-METRICS = {"mc": ("accuracy",), "gen": ("rouge", "lcs", "exact_match")}   # the headline metrics `e2wm eval` writes
 SCORES = ("accuracy", "exact_match", "lcs", "rouge1", "rouge2", "rougeL")  # each a fraction in [0, 1]
 
 

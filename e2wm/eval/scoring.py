@@ -19,7 +19,6 @@ import torch
 from e2wm.train.tokens import drop_trailing_specials, encode_pairs
 
 CALIBRATION_PROMPT = "Answer:"
-NORMS = ("ln", "un")
 
 
 @dataclass(frozen=True)
@@ -89,15 +88,15 @@ def option_scores(model, tokenizer, prompt: str, options: list[str]) -> list[Opt
     return [OptionScore(total, tuple(ids[start:])) for total, (ids, start) in zip(sums, enc)]
 
 
-def choose(model, tokenizer, prompt: str, options: list[str], norm: str) -> tuple[int, list[float]]:
-    """(index of the best option, its normalised scores) under `norm` ("ln" or "un"); ties go to the
-    first, as E2WM's argmax."""
-    if norm not in NORMS:
-        raise ValueError(f"normalisation {norm!r}: must be one of {', '.join(NORMS)}")
+def choose(model, tokenizer, prompt: str, options: list[str], calibration: dict | None = None
+           ) -> dict[str, tuple[int, list[float]]]:
+    """Per normalisation ("ln", "un"): (index of the best option, the options' normalised scores); ties
+    go to the first, as E2WM's argmax. The one scorer: `e2wm eval` picks with it. `calibration` caches
+    the options' scores after the bare prompt "Answer:" by option list (one dict per model and run)."""
+    cache, key = {} if calibration is None else calibration, tuple(options)
     scores = option_scores(model, tokenizer, prompt, options)
-    if norm == "ln":
-        values = [s.mean for s in scores]
-    else:
-        base = option_scores(model, tokenizer, CALIBRATION_PROMPT, options)
-        values = [s.logprob - b.logprob for s, b in zip(scores, base)]
-    return max(range(len(values)), key=lambda i: (values[i], -i)), values
+    if key not in cache:
+        cache[key] = option_scores(model, tokenizer, CALIBRATION_PROMPT, options)
+    base = cache[key]
+    values = {"ln": [s.mean for s in scores], "un": [s.logprob - b.logprob for s, b in zip(scores, base)]}
+    return {norm: (max(range(len(v)), key=lambda i: (v[i], -i)), v) for norm, v in values.items()}

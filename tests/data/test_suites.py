@@ -1,11 +1,12 @@
 """Evaluation suites from a real small collection, and reading E2WM's released format."""
+import dataclasses
 import json
 from collections import Counter
 
 import pytest
 
 from e2wm.data import suites
-from e2wm.data.eval_format import read_eval
+from e2wm.data.eval_format import KNOWN, read_eval, read_spec
 from e2wm.data.prompts import COUNT_OPTIONS
 from e2wm.data.suites.exploration import ROOM_ORDER
 from e2wm.data.suites.options import distractors
@@ -23,6 +24,19 @@ def test_each_suite_is_in_the_released_format_with_unique_queries(built_dataset,
         assert not (r.get("ref") or r["answer"]).startswith(" ")
         if kind == "mc":
             assert r["answer_list"].count(r["answer"]) == 1 and len(set(r["answer_list"])) == len(r["answer_list"])
+
+
+def test_each_suite_declares_its_spec_in_a_sidecar_that_reads_back(built_dataset):
+    """build-data writes every suite's declared spec next to it (the .jsonl stays E2WM's format), and our
+    suites that share a name with one of E2WM's released files declare E2WM's metric and normalisation."""
+    for name, spec in suites.SPECS.items():
+        path = built_dataset / "eval" / f"{name}.jsonl"
+        assert read_spec(path, *read_eval(path)) == (spec, f"sidecar {name}.suite.yaml")
+        if name in KNOWN:
+            assert dataclasses.replace(spec, world=False) == KNOWN[name], name
+    assert {n: s.metric for n, s in suites.SPECS.items() if s.kind == "gen"} == {
+        **dict.fromkeys(["plan_gen", "plan_gen_unseen", "plan_gen_confusing", "plan_gen_unseen_confusing"], "rouge"),
+        "obj_path": "lcs", **{n: "exact_match" for n in suites.SUITES if n.startswith("babi_style_")}}
 
 
 def test_count_and_location_options_are_in_a_fixed_order(built_dataset):

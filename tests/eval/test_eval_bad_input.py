@@ -31,6 +31,19 @@ def good(tmp):
     return suite(tmp, json.dumps(GEN) + "\n", "plan_gen.jsonl")
 
 
+def spec(tmp, text, row=GEN, name="rooms"):
+    """Suite `name`.jsonl of one `row`, its sidecar holding `text`: the suite's path."""
+    path = suite(tmp, json.dumps(row) + "\n", f"{name}.jsonl")
+    path.with_name(f"{name}.suite.yaml").write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+def lone_sidecar(tmp):
+    """A suite directory where a sidecar's suite file was renamed without it."""
+    good(tmp).with_name("old_name.suite.yaml").write_text("kind: gen\nmetric: lcs\n")
+    return tmp / "suites"
+
+
 def ev(tmp, *extra, suites=None):
     return ["eval", "--suites", str(suites or good(tmp)), "--out", str(tmp / "out"), *extra]
 
@@ -132,6 +145,37 @@ EVAL = [
     ("world-nodes-strings", lambda t: ev(t, suites=plan_suite(t, nodes=["24"])), ["plan_gen.jsonl:2", "'world.nodes'"]),
     ("world-nodes-unknown", lambda t: ev(t, suites=plan_suite(t, nodes=[24, 99999])),
      ["plan_gen.jsonl:2", "'world.nodes[1]'", "99999"]),
+    ("spec-malformed-yaml", lambda t: ev(t, suites=spec(t, "kind: [gen\n")), ["rooms.suite.yaml", "malformed YAML"]),
+    ("spec-not-utf8", lambda t: ev(t, suites=spec(t, b"kind: \xff\n")), ["rooms.suite.yaml", "UTF-8"]),
+    ("spec-a-list", lambda t: ev(t, suites=spec(t, "- gen\n")), ["rooms.suite.yaml", "'kind'", "'metric'"]),
+    ("spec-no-metric", lambda t: ev(t, suites=spec(t, "kind: gen\n")), ["rooms.suite.yaml", "'metric'"]),
+    ("spec-duplicate-key", lambda t: ev(t, suites=spec(t, "kind: gen\nkind: gen\nmetric: lcs\n")),
+     ["rooms.suite.yaml", "duplicate key 'kind'"]),
+    ("spec-unknown-key", lambda t: ev(t, suites=spec(t, "kind: gen\nmetric: lcs\ncolour: red\n")),
+     ["rooms.suite.yaml", "colour"]),
+    ("spec-kind-unknown", lambda t: ev(t, suites=spec(t, "kind: essay\nmetric: rouge\n")),
+     ["rooms.suite.yaml", "kind", "'essay'"]),
+    ("spec-metric-unknown", lambda t: ev(t, suites=spec(t, "kind: gen\nmetric: bleu\n")),
+     ["rooms.suite.yaml", "metric", "'bleu'"]),
+    ("spec-metric-of-the-other-kind", lambda t: ev(t, suites=spec(t, "kind: gen\nmetric: accuracy\n")),
+     ["rooms.suite.yaml", "metric", "'accuracy'"]),
+    ("spec-kind-not-the-rows", lambda t: ev(t, suites=spec(t, "kind: mc\nmetric: accuracy\nnormalisation: un\n")),
+     ["rooms.suite.yaml", "kind: mc", "rooms.jsonl holds gen rows"]),
+    ("spec-mc-without-normalisation", lambda t: ev(t, suites=spec(t, "kind: mc\nmetric: accuracy\n", MC)),
+     ["rooms.suite.yaml", "normalisation"]),
+    ("spec-normalisation-unknown", lambda t: ev(t, suites=spec(t, "kind: mc\nmetric: accuracy\nnormalisation: zz\n",
+                                                                MC)), ["rooms.suite.yaml", "normalisation", "'zz'"]),
+    ("spec-gen-with-normalisation", lambda t: ev(t, suites=spec(t, "kind: gen\nmetric: lcs\nnormalisation: un\n")),
+     ["rooms.suite.yaml", "normalisation", "'un'"]),
+    ("spec-world-not-a-bool", lambda t: ev(t, suites=spec(t, "kind: gen\nmetric: rouge\nworld: yes please\n")),
+     ["rooms.suite.yaml", "world"]),
+    ("spec-world-on-mc", lambda t: ev(t, suites=spec(t, "kind: mc\nmetric: accuracy\nnormalisation: un\n"
+                                                       "world: true\n", MC)), ["rooms.suite.yaml", "world"]),
+    ("spec-world-rows-without", lambda t: ev(t, suites=spec(t, "kind: gen\nmetric: rouge\nworld: true\n")),
+     ["rooms.suite.yaml", "world: true", "rooms.jsonl carry none"]),
+    ("spec-no-world-rows-with", lambda t: ev(t, suites=spec(t, "kind: gen\nmetric: rouge\n", PLAN)),
+     ["rooms.suite.yaml", "world: false", "rooms.jsonl carry a world"]),
+    ("spec-without-its-suite", lambda t: ev(t, suites=lone_sidecar(t)), ["old_name.suite.yaml", "old_name.jsonl"]),
     ("only-unknown", lambda t: ev(t, "--only", "nope"), "--only nope"),
     ("two-same-stems", lambda t: ["eval", "--suites", str(good(t)), str(suite(t, json.dumps(GEN), "plan_gen.json")),
                                   "--out", str(t / "o")], "two suite files named plan_gen"),
@@ -312,7 +356,7 @@ def test_eval_results_are_finite_json(tmp_path, monkeypatch):
     """A non-finite metric is written as null, never as NaN (which is not JSON)."""
     from e2wm.cli import main
     from e2wm.eval import harness
-    monkeypatch.setattr(harness, "_gen", lambda name, rows, preds: {"metric": "exact_match",
+    monkeypatch.setattr(harness, "_gen", lambda spec, rows, preds: {"metric": "exact_match",
                                                                     "exact_match": float("nan")})
     assert main(["eval", "--suites", str(good(tmp_path)), "--out", str(tmp_path / "out"),
                  "--max-new-tokens", "2", "--num-beams", "1"]) == 0
@@ -329,4 +373,5 @@ def test_plan_rows_are_checked_against_their_world_before_the_model_loads(tmp_pa
     monkeypatch.setattr(harness, "load", lambda cfg: pytest.fail("the model loaded before the suites were read"))
     cli_error(ev(tmp_path, suites=plan_suite(tmp_path, goals=["<fork> (24) || INSIDE || <sofa> (13)"])),
               ["plan_gen.jsonl:2", "'world.goals[0]'", "<sofa> (13)"])
+    cli_error(ev(tmp_path, suites=spec(tmp_path, "kind: gen\nmetric: bleu\n")), ["rooms.suite.yaml", "'bleu'"])
     assert not (tmp_path / "out").exists()

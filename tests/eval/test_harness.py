@@ -56,12 +56,51 @@ def test_tiny_model_evaluates_released_files_and_our_suites(tmp_path, built_data
     s = json.loads((ours / "results.json").read_text())["suites"]
     assert set(s["plan_gen"]["executability"]) == {"step_fraction", "executable", "goal_success"}
     assert s["obj_path"]["metric"] == "lcs" and s["act_recog"]["normalisation"] == "ln"
+    renamed = tmp_path / "renamed"   # our suites renamed with their sidecars keep their declared metrics
+    renamed.mkdir()
+    for old, new in (("plan_gen", "errands"), ("obj_path", "rooms_seen"), ("housework_qa", "chores")):
+        for ext in (".jsonl", ".suite.yaml"):
+            (renamed / f"{new}{ext}").write_bytes((built_dataset / "eval" / f"{old}{ext}").read_bytes())
+    assert main(["eval", "--suites", str(renamed), "--out", str(tmp_path / "renamed_out"), *common]) == 0
+    r = json.loads((tmp_path / "renamed_out" / "results.json").read_text())["suites"]
+    assert r["errands"]["metric"] == "rouge" and set(r["errands"]["executability"]) == {
+        "step_fraction", "executable", "goal_success"}
+    assert r["rooms_seen"]["metric"] == "lcs" and r["chores"]["normalisation"] == "un"
+    assert r["chores"]["spec_source"] == "sidecar chores.suite.yaml"
     assert main(["report", str(tmp_path / "e2wm"), str(ours), "--out", str(tmp_path / "rep")]) == 0
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "| suite | metric | e2wm | ours |" in md and "| plan_gen | rougeL |" in md
     assert (tmp_path / "rep" / "mc.png").read_bytes()[:4] == b"\x89PNG"
     both = ["eval", "--suites", str(tmp_path / "released"), str(built_dataset / "eval"), "--out", str(ours)]
     assert main(both) == 2 and "two suite files named" in capsys.readouterr().err
+
+
+def test_a_renamed_suite_is_scored_by_its_declared_metric(tmp_path):
+    """Suites named without "plan" or "path" keep what their sidecars declare; a file with neither sidecar nor
+    known name gets its kind's default, E2WM's known names theirs; results.json says where each spec came from."""
+    from e2wm.data.eval_format import SuiteSpec, spec_text
+    d = tmp_path / "renamed"
+    d.mkdir()
+    for stem, row, spec in [("walks", "obj_move_path.json", SuiteSpec("gen", "lcs")),
+                            ("howto", "plan_gen.json", SuiteSpec("gen", "rouge")),
+                            ("chores", "housework_qa.json", SuiteSpec("mc", "accuracy", "un")),
+                            ("misc", "plan_gen.json", None), ("quiz", "housework_qa.json", None),
+                            ("count", "count.json", None)]:
+        (d / f"{stem}.jsonl").write_text(json.dumps(RELEASED[row]) + "\n")
+        if spec:
+            (d / f"{stem}.suite.yaml").write_text(spec_text(stem, spec))
+    assert main(["eval", "--suites", str(d), "--out", str(tmp_path / "o"), "--num-beams", "1",
+                 "--max-new-tokens", "4"]) == 0
+    s = json.loads((tmp_path / "o" / "results.json").read_text())["suites"]
+    got = {n: (v["metric"], v.get("normalisation"), v["spec_source"]) for n, v in s.items()}
+    assert got == {"walks": ("lcs", None, "sidecar walks.suite.yaml"),
+                   "howto": ("rouge", None, "sidecar howto.suite.yaml"),
+                   "chores": ("accuracy", "un", "sidecar chores.suite.yaml"),
+                   "misc": ("exact_match", None, "default for a gen suite"),
+                   "quiz": ("accuracy", "ln", "default for a mc suite"),
+                   "count": ("accuracy", "ln", "E2WM's known name count")}
+    assert "lcs" in s["walks"] and "rougeL" in s["howto"] and s["howto"]["executability"].startswith("not applicable")
+    assert "rougeL" not in s["misc"] and "executability" not in s["misc"]
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):

@@ -75,10 +75,11 @@ def test_option_scores_equal_a_naive_reference_where_merges_cross_the_joint(bos)
 
 def test_ln_and_un_normalisations(lm):
     model, tok = lm
-    best, values = choose(model, tok, PROMPT, OPTIONS, "ln")
+    picks = choose(model, tok, PROMPT, OPTIONS)
+    best, values = picks["ln"]
     means = [s / len(ids) for s, ids in (_by_hand(model, tok, PROMPT, o) for o in OPTIONS)]
     assert all(abs(a - b) <= 1e-5 for a, b in zip(values, means)) and best == means.index(max(means))
-    best, values = choose(model, tok, PROMPT, OPTIONS, "un")
+    best, values = picks["un"]
     calibrated = [_by_hand(model, tok, PROMPT, o)[0] - _by_hand(model, tok, CALIBRATION_PROMPT, o)[0]
                   for o in OPTIONS]
     assert all(abs(a - b) <= 2e-5 for a, b in zip(values, calibrated))   # a difference of two scores
@@ -88,8 +89,30 @@ def test_ln_and_un_normalisations(lm):
 def test_un_cancels_what_the_prompt_does_not_change(lm):
     # With the calibration prompt as the prompt, every option's un score is exactly 0: ties go first.
     model, tok = lm
-    best, values = choose(model, tok, CALIBRATION_PROMPT, OPTIONS, "un")
+    best, values = choose(model, tok, CALIBRATION_PROMPT, OPTIONS)["un"]
     assert values == [0.0] * len(OPTIONS) and best == 0
-    assert math.isfinite(sum(choose(model, tok, PROMPT, OPTIONS, "ln")[1]))
-    with pytest.raises(ValueError, match="normalisation"):
-        choose(model, tok, PROMPT, OPTIONS, "xx")
+    assert math.isfinite(sum(choose(model, tok, PROMPT, OPTIONS)["ln"][1]))
+
+
+def test_production_picks_with_choose_and_scores_the_calibration_once_per_option_list(lm, monkeypatch):
+    """`e2wm eval`'s per-item picks are `choose`'s, equal to the per-item formula it replaced (both prompts
+    scored for every item), and "Answer:" runs once per option list and model, not once per item."""
+    from e2wm.eval import harness, scoring
+    model, tok = lm
+    rows = [{"input": f"Question: item {k}, a related thing is\nAnswer:", "answer_list": opts, "answer": opts[0]}
+            for k, opts in enumerate([OPTIONS, OPTIONS[::-1], OPTIONS, ["yes", "no"], OPTIONS[::-1], ["yes", "no"]])]
+
+    def before(row):   # the scorer production used before `choose` (harness._mc_item, uncached)
+        scores = option_scores(model, tok, row["input"], row["answer_list"])
+        base = option_scores(model, tok, CALIBRATION_PROMPT, row["answer_list"])
+        values = {"ln": [s.mean for s in scores], "un": [s.logprob - b.logprob for s, b in zip(scores, base)]}
+        return {n: max(range(len(v)), key=lambda i: (v[i], -i)) for n, v in values.items()}
+
+    want = [before(r) for r in rows]
+    prompts, real = [], scoring.option_scores
+    monkeypatch.setattr(scoring, "option_scores", lambda m, t, p, o: prompts.append(p) or real(m, t, p, o))
+    fresh = tiny_causal_lm(seed=1).eval()   # a model of its own: the cache is per model
+    fresh.load_state_dict(model.state_dict())
+    assert [harness._mc_item(fresh, tok, r) for r in rows] == want
+    assert prompts.count(CALIBRATION_PROMPT) == 3 and len(prompts) == len(rows) + 3   # three option lists
+    assert [harness._mc_item(fresh, tok, r) for r in rows] == want and prompts.count(CALIBRATION_PROMPT) == 3

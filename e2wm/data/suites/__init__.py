@@ -1,6 +1,6 @@
-"""Evaluation suites in E2WM's released format. Each module has `SUITES` (suite name -> "gen" or
-"mc") and `build(name, eval_episodes, train_episodes, rng, templates) -> rows`; `SUITES` and
-`build` here cover them all."""
+"""Evaluation suites in E2WM's released format. Each module has `SUITES` (suite name -> its declared
+`SuiteSpec`: kind, metric, normalisation, world) and `build(name, eval_episodes, train_episodes, rng,
+templates) -> rows`; `SPECS`, `SUITES` (name -> "gen" or "mc") and `build` here cover them all."""
 from __future__ import annotations
 
 import random
@@ -10,7 +10,8 @@ from e2wm.data.suites import activities, babi, exploration, plans
 from e2wm.errors import E2WMError
 
 _MODULES = (plans, activities, exploration, babi)
-SUITES = {name: kind for m in _MODULES for name, kind in m.SUITES.items()}
+SPECS = {name: spec for m in _MODULES for name, spec in m.SUITES.items()}
+SUITES = {name: spec.kind for name, spec in SPECS.items()}
 
 
 def build(name: str, eval_episodes, train_episodes, rng: random.Random, t: Templates) -> list[dict]:

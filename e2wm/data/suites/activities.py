@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 
+from e2wm.data.eval_format import SuiteSpec
 from e2wm.data.prompts import Templates
 from e2wm.data.render import goal_phrase, items, noun
 from e2wm.data.suites.options import content, distractors, mc_row, shots, shuffled
@@ -14,7 +15,9 @@ from e2wm.data.views import ROOM_NOUNS, pair, plan_of, plans
 from e2wm.errors import E2WMError
 from e2wm.world.activities import ALL_ACTIVITIES
 
-SUITES = {"act_recog": "mc", "act_infer": "mc", "housework_qa": "mc", "neg_housework_qa": "mc"}
+_UN = SuiteSpec("mc", "accuracy", "un")   # E2WM's calibrated normalisation for these three
+SUITES = {"act_recog": SuiteSpec("mc", "accuracy", "ln"), "act_infer": _UN, "housework_qa": _UN,
+          "neg_housework_qa": _UN}
 SHOTS = {"act_recog": 2, "act_infer": 10, "housework_qa": 10, "neg_housework_qa": 10}
 OPTIONS = 4
 _LIBRARY = {a.name: {noun(c) for t in a.classes() for c in t.split("|")} for a in ALL_ACTIVITIES}

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import random
 
+from e2wm.data.eval_format import SuiteSpec
 from e2wm.data.prompts import Templates
 from e2wm.data.stories import tell
 from e2wm.data.suites.exploration import before
 from e2wm.data.suites.options import gen_row, shots
 from e2wm.data.views import explorations
 
-SUITES = {f"babi_style_{t}": "gen" for t in
+SUITES = {f"babi_style_{t}": SuiteSpec("gen", "exact_match") for t in
           ("single_fact", "two_facts", "three_facts", "counting", "lists", "negation")}
 SHOTS = dict.fromkeys(SUITES, 2)
 COUNTS = ("none", "one", "two")

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import random
 
+from e2wm.data.eval_format import SuiteSpec
 from e2wm.data.prompts import COUNT_OPTIONS, Templates
 from e2wm.data.render import ROOM_NAMES, noun
 from e2wm.data.stories import tell
 from e2wm.data.suites.options import gen_row, mc_row, shots
 from e2wm.data.views import CountChooser, explorations, stories
 
-SUITES = {"count_qa": "mc", "obj_path": "gen", "obj_location": "mc"}
+SUITES = {"count_qa": SuiteSpec("mc", "accuracy", "ln"), "obj_path": SuiteSpec("gen", "lcs"),
+          "obj_location": SuiteSpec("mc", "accuracy", "ln")}
 SHOTS = {"count_qa": 5, "obj_path": 2, "obj_location": 2}
 ROOM_ORDER = tuple(noun(r) for r in ROOM_NAMES)   # the fixed order of object-location options
 MAX_ROOMS, MIN_ROOMS = 6, 3
@@ -67,7 +69,7 @@ def build(name: str, eval_episodes, train_episodes, rng: random.Random, t: Templ
                 query, answer, *_ = rng.choice(qs)
                 exemplars.append(t.solved(name, query, answer))
         for query, answer, options, question in asked:
-            if SUITES[name] == "gen":
+            if SUITES[name].kind == "gen":
                 rows.append(gen_row(t, name, exemplars, query, answer, episode=ep.key))
             else:
                 rows.append(mc_row(t, name, exemplars, query, answer, options, question, episode=ep.key))

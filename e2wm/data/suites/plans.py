@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import random
 
+from e2wm.data.eval_format import SuiteSpec
 from e2wm.data.prompts import Templates
 from e2wm.data.render import condition, items
 from e2wm.data.suites.options import gen_row, shots
 from e2wm.data.views import pair, plan_of, plan_parts, plans
 from e2wm.world.facts import Fact
 
-SUITES = {"plan_gen": "gen", "plan_gen_unseen": "gen", "plan_gen_confusing": "gen",
-          "plan_gen_unseen_confusing": "gen"}
+SUITES = dict.fromkeys(("plan_gen", "plan_gen_unseen", "plan_gen_confusing", "plan_gen_unseen_confusing"),
+                       SuiteSpec("gen", "rouge", world=True))
 SHOTS = 2
 DISTRACTORS = 2   # distractor objects per confusing query, each with its conditions
 

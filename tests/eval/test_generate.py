@@ -1,0 +1,96 @@
+"""Batched generation (`e2wm.eval.generate`) against item-by-item decoding, on tiny Llama and GPT-Neo
+models with a byte-level BPE tokenizer that holds merged newline tokens ("\\n\\n", " \\n", ...).
+
+A random model would rarely end a line, so each end token's output row is set to 1.05 times another
+token's row (and every row scaled up, for clear margins): decoding stops wherever the model would
+have emitted that token, after 0 to all of the new tokens."""
+import json
+import random
+
+import pytest
+import torch
+
+from e2wm.bench.eval import old_generate
+from e2wm.eval.generate import bounded, end_ids, generate
+from e2wm.pipeline.local_model import train_tokenizer
+from e2wm.train.model import tiny_causal_lm
+
+WORDS = "Sue took the cup walked to kitchen put on desk bedroom Walk Switch off television".split()
+NEW = 16
+
+
+def _line(rng, lo=2, hi=14):
+    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(lo, hi)))
+
+
+@pytest.fixture(scope="module")
+def tok():
+    rng = random.Random(0)
+    return train_tokenizer(["".join(_line(rng) + rng.choice([".\n", "\n\n ", " \n ", "\n "]) for _ in range(4))
+                            for _ in range(60)], 400)
+
+
+@pytest.fixture(scope="module")
+def prompts():
+    rng = random.Random(1)
+    return [_line(rng) + rng.choice(["", ".", "\n"]) for _ in range(10)]
+
+
+def _model(kind: str, tok, positions: int = 2048):
+    if kind == "llama":
+        model = tiny_causal_lm(vocab=len(tok))
+        model.config.max_position_embeddings = positions
+    else:
+        from transformers import GPTNeoConfig, GPTNeoForCausalLM
+        torch.manual_seed(0)
+        model = GPTNeoForCausalLM(GPTNeoConfig(
+            vocab_size=len(tok), hidden_size=32, num_layers=2, num_heads=4, attention_types=[[["global", "local"], 1]],
+            window_size=16, max_position_embeddings=positions, tie_word_embeddings=False,
+            bos_token_id=1, eos_token_id=2, pad_token_id=0)).eval()
+    with torch.no_grad():
+        w = model.lm_head.weight
+        w *= 8
+        for j, e in enumerate(sorted(end_ids(tok) - {tok.eos_token_id})):
+            w[e] = 1.05 * w[40 + 7 * j]
+    return model
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt-neo"])
+def test_batched_equals_item_by_item_and_the_old_first_lines(kind, tok, prompts):
+    assert {"\n", "\n\n", " \n"} <= {tok.decode([i]) for i in end_ids(tok)}   # merged newline tokens exist
+    model = _model(kind, tok)
+    greedy = generate(model, tok, prompts, 1, NEW, batch=5)   # uneven batches, left-padded
+    steps = []
+    model.register_forward_pre_hook(lambda *_: steps.append(1))
+    assert greedy == generate(model, tok, prompts, 1, NEW, batch=1)
+    assert len(steps) < len(prompts) * NEW   # some items stopped at a newline (all run on without the stop)
+    assert [p for p, _ in greedy] == [old_generate(model, tok, p, 1, NEW) for p in prompts]
+    lengths = {len(tok(p)["input_ids"]) for p, _ in greedy}
+    assert len(lengths) > 3 and not any(c for _, c in greedy)   # stops early and late; no prompt cut
+    beams = generate(model, tok, prompts, 4, NEW, batch=5)
+    assert beams == generate(model, tok, prompts, 4, NEW, batch=1)
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt-neo"])
+def test_long_prompts_keep_their_last_tokens_and_are_counted(kind, tok, prompts):
+    model = _model(kind, tok, positions=48)   # GPT-Neo's learned positions end there: an overrun would fail
+    long = " ".join(prompts)
+    ids, cut = bounded(model, tok, long, NEW)
+    full = tok(long)["input_ids"]
+    assert cut and len(full) > 48 and ids == full[-(48 - NEW):]
+    assert bounded(model, tok, prompts[0], NEW) == (tok(prompts[0])["input_ids"], False)
+    seen = []
+    model.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["position_ids"].max().item()), with_kwargs=True)
+    out = generate(model, tok, [prompts[0], long, long + " the"], 4, NEW, batch=2)
+    assert [c for _, c in out] == [False, True, True] and max(seen) < 48
+
+
+@pytest.mark.slow
+def test_eval_reports_truncated_prompts(tmp_path, capsys):
+    from e2wm.cli import main
+    row = {"input": "Q: " + "Sue took the cup. " * 200 + "\nA:", "ref": "1"}
+    (tmp_path / "long.jsonl").write_text(json.dumps(row) + "\n" + json.dumps({**row, "input": "Q: hi\nA:"}) + "\n")
+    assert main(["eval", "--suites", str(tmp_path / "long.jsonl"), "--out", str(tmp_path / "out"),
+                 "--num-beams", "2", "--max-new-tokens", "16", "--gen-batch", "2"]) == 0
+    s = json.loads((tmp_path / "out" / "results.json").read_text())["suites"]["long"]
+    assert s["truncated_prompts"] == 1 and s["n"] == 2
