@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from e2wm.config import check_ranges
+from e2wm.errors import E2WMError
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,9 @@ class EvalConfig:
     num_beams: int = field(default=4, metadata={"help": "beam width for generation (1: greedy)",
                                                 "range": (1, 64)})
     max_new_tokens: int = field(default=256, metadata={"help": "generation length", "range": (1, 32_768)})
+    stop: str = field(default="newline", metadata={
+        "help": "newline: each item ends at its first newline, as only the first line is kept (greedy first lines "
+                "unchanged); eos: at EOS or max_new_tokens, as E2WM's eval_gen.py (beam results may differ)"})
     gen_batch: int = field(default=16, metadata={"help": "generation prompts decoded together (left-padded)",
                                                  "range": (1, 4096)})
     ppl_corpus: str | None = field(default=None, metadata={
@@ -33,3 +37,5 @@ class EvalConfig:
 
     def __post_init__(self):
         check_ranges(self, "eval: ")
+        if self.stop not in ("newline", "eos"):
+            raise E2WMError(f"eval: stop={self.stop!r}: must be newline or eos")

@@ -36,10 +36,12 @@ def bounded(model, tok, prompt: str, max_new_tokens: int) -> tuple[list[int], bo
 
 
 @torch.no_grad()
-def generate(model, tok, prompts: list[str], num_beams: int, max_new_tokens: int,
-             batch: int = 16) -> list[tuple[str, bool]]:
-    """(first line of the continuation, prompt cut) of each prompt, decoded `batch` prompts at a time."""
-    device, ends = next(model.parameters()).device, end_ids(tok)
+def generate(model, tok, prompts: list[str], num_beams: int, max_new_tokens: int, batch: int = 16,
+             newline: bool = True) -> list[tuple[str, bool]]:
+    """(first line of the continuation, prompt cut) of each prompt, decoded `batch` prompts at a time; each
+    ends at its first newline, or (`newline` False, E2WM's way) only at EOS or `max_new_tokens`."""
+    device = next(model.parameters()).device
+    ends = end_ids(tok) if newline else frozenset([tok.eos_token_id])
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     items = [bounded(model, tok, p, max_new_tokens) for p in prompts]
     out = []

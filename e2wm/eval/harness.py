@@ -113,7 +113,8 @@ def _mc(spec, rows, picks) -> dict:
 
 def _generate(model, tok, rows, cfg: EvalConfig) -> list[tuple[str, bool]]:
     """(first line, prompt cut) of each row's continuation, `--gen-batch` rows decoded together."""
-    return generate(model, tok, [r["input"] for r in rows], cfg.num_beams, cfg.max_new_tokens, cfg.gen_batch)
+    return generate(model, tok, [r["input"] for r in rows], cfg.num_beams, cfg.max_new_tokens, cfg.gen_batch,
+                    newline=cfg.stop == "newline")
 
 
 def _gen(spec, rows, preds) -> dict:
@@ -164,7 +165,8 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
         if rank:
             log = _quiet
         model, tok = load(cfg, shapes)
-        decoding = {"num_beams": cfg.num_beams, "max_new_tokens": cfg.max_new_tokens, "kept": "first line"}
+        decoding = {"num_beams": cfg.num_beams, "max_new_tokens": cfg.max_new_tokens, "stop": cfg.stop,
+                    "kept": "first line"}
         results = {"model": cfg.model, "adapter": cfg.adapter, "decoding": decoding, "suites": {}}
         for name, (path, kind, rows) in suites.items():
             rows = rows[: cfg.limit] if cfg.limit else rows

@@ -183,6 +183,7 @@ EVAL = [
     ("limit-not-int", lambda t: ev(t, "--limit", "x"), "--limit"),
     ("limit-huge", lambda t: ev(t, "--limit", str(10**12)), "limit="),
     ("beams-zero", lambda t: ev(t, "--num-beams", "0"), "num_beams=0"),
+    ("stop-unknown", lambda t: ev(t, "--stop", "never"), "stop='never'"),
     ("beams-huge", lambda t: ev(t, "--num-beams", "1000"), "num_beams=1000"),
     ("new-tokens-zero", lambda t: ev(t, "--max-new-tokens", "0"), "max_new_tokens=0"),
     ("new-tokens-huge", lambda t: ev(t, "--max-new-tokens", str(10**9)), "max_new_tokens="),

@@ -69,6 +69,9 @@ def test_batched_equals_item_by_item_and_the_old_first_lines(kind, tok, prompts)
     assert len(lengths) > 3 and not any(c for _, c in greedy)   # stops early and late; no prompt cut
     beams = generate(model, tok, prompts, 4, NEW, batch=5)
     assert beams == generate(model, tok, prompts, 4, NEW, batch=1)
+    # stop "eos" (E2WM's eval_gen.py: every new token decoded) gives the old item-by-item beams exactly
+    e2wm_way = generate(model, tok, prompts, 4, NEW, batch=5, newline=False)
+    assert [p for p, _ in e2wm_way] == [old_generate(model, tok, p, 4, NEW) for p in prompts]
 
 
 @pytest.mark.parametrize("kind", ["llama", "gpt-neo"])

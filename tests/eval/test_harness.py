@@ -40,7 +40,7 @@ def test_tiny_model_evaluates_released_files_and_our_suites(tmp_path, built_data
     assert all(0 <= s[n]["accuracy"] <= 1 and s[n]["n"] == 2 for n in ("count", "housework_qa"))
     assert s["obj_move_path"]["metric"] == "lcs" and "rougeL" in s["plan_gen"]
     assert s["plan_gen"]["executability"].startswith("not applicable")   # E2WM's rows have no world
-    assert r["decoding"] == {"num_beams": 2, "max_new_tokens": 12, "kept": "first line"}
+    assert r["decoding"] == {"num_beams": 2, "max_new_tokens": 12, "stop": "newline", "kept": "first line"}
     assert len(s["count"]["sha256"]) == 64
     assert "| count | 2 | accuracy (ln) |" in (tmp_path / "e2wm" / "results.md").read_text()
     assert main(["eval", "--suites", str(tmp_path / "released" / "count.json"), "--ppl-corpus",
