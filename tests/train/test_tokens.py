@@ -11,7 +11,7 @@ from tokenizer_helpers import ADDS_BOS, FAMILIES, dataset_texts, family, small_l
 from tokenizers import pre_tokenizers
 
 from e2wm.data.eval_format import read_eval
-from e2wm.eval.harness import _generate
+from e2wm.eval.generate import generate
 from e2wm.eval.perplexity import perplexity
 from e2wm.eval.scoring import option_scores
 from e2wm.train.data import encode_rows, read_rows
@@ -70,6 +70,7 @@ class _Recorder(torch.nn.Module):
         super().__init__()
         self.weight = torch.nn.Parameter(torch.zeros(1))
         self.vocab, self.seen = vocab, []
+        self.config = SimpleNamespace()   # no position limit: prompts go through whole
 
     def generate(self, input_ids, **_kw):
         self.seen.append(input_ids[0].tolist())
@@ -118,8 +119,7 @@ def test_generation_starts_from_what_the_trainer_saw_before_the_answer(fam, buil
     rows = read_rows(str(built_dataset / "train")) + [_row(r["input"], r["answer"]) for r in mc_rows]
     examples, _, _ = encode_rows(rows, tok, 100_000)
     spy = _Recorder(len(tok))
-    for r in rows:
-        _generate(spy, tok, r["input"], SimpleNamespace(num_beams=1, max_new_tokens=1))
+    generate(spy, tok, [r["input"] for r in rows], 1, 1, batch=1)   # batch 1: the spy records row 0
     for r, ex, seen in zip(rows, examples, spy.seen):
         assert seen == list(ex.ids[:ex.answer_start]), (name, r["input"][-40:])
         assert (seen[0] == tok.bos_token_id) == ADDS_BOS[name]
