@@ -69,9 +69,21 @@ def test_batched_equals_item_by_item_and_the_old_first_lines(kind, tok, prompts)
     assert len(lengths) > 3 and not any(c for _, c in greedy)   # stops early and late; no prompt cut
     beams = generate(model, tok, prompts, 4, NEW, batch=5)
     assert beams == generate(model, tok, prompts, 4, NEW, batch=1)
-    # stop "eos" (E2WM's eval_gen.py: every new token decoded) gives the old item-by-item beams exactly
+    # stop "eos" gives E2WM's eval_gen.py decoding exactly (its reference written here, not ours)
     e2wm_way = generate(model, tok, prompts, 4, NEW, batch=5, newline=False)
-    assert [p for p, _ in e2wm_way] == [old_generate(model, tok, p, 4, NEW) for p in prompts]
+    assert [p for p, _ in e2wm_way] == [_e2wm_eval_gen(model, tok, p, 4, NEW) for p in prompts]
+
+
+@torch.no_grad()
+def _e2wm_eval_gen(model, tok, prompt: str, beams: int, new: int) -> str:
+    """E2WM's eval_gen.py, one item: beam search over every new token (ending at EOS only), the continuation
+    decoded, its first line kept. The prompt ids are training's prefix (e2wm.train.tokens; the README's
+    special-tokens row says how that differs from E2WM's own encoding)."""
+    from e2wm.train.tokens import prompt_ids
+    ids = torch.tensor([prompt_ids(tok, prompt)])
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), num_beams=beams, do_sample=False,
+                         max_new_tokens=new, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    return tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True).split("\n")[0].strip()
 
 
 @pytest.mark.parametrize("kind", ["llama", "gpt-neo"])
