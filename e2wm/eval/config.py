@@ -25,6 +25,17 @@ class EvalConfig:
                 "unchanged); eos: at EOS or max_new_tokens, as E2WM's eval_gen.py (beam results may differ)"})
     gen_batch: int = field(default=16, metadata={"help": "generation prompts decoded together (left-padded)",
                                                  "range": (1, 4096)})
+    mc_batch: int = field(default=16, metadata={
+        "help": "multiple-choice items scored together (their prompts in one pass, each prompt's cache repeated "
+                "over its options)", "range": (1, 4096)})
+    precision: str = field(default="auto", metadata={
+        "help": "auto (bf16 on an accelerator, fp32 on CPU), bf16, fp16 or fp32: the dtype the weights load in"})
+    placement: str = field(default="replicate", metadata={
+        "help": "replicate: each rank holds the whole model on its device; spread: the model's layers spread "
+                "over this rank's share of the node's devices, the rest in host memory (models larger than "
+                "one device)"})
+    device_memory: float = field(default=0.0, metadata={
+        "help": "with --placement spread: GiB of weights per device (0: what is free)", "range": (0.0, 1e6)})
     ppl_corpus: str | None = field(default=None, metadata={
         "help": "general text for perplexity: .txt, .jsonl, a datasets dir or builtin:pydoc"})
     ppl_docs: int = field(default=200, metadata={
@@ -39,3 +50,6 @@ class EvalConfig:
         check_ranges(self, "eval: ")
         if self.stop not in ("newline", "eos"):
             raise E2WMError(f"eval: stop={self.stop!r}: must be newline or eos")
+        for name, allowed in (("precision", ("auto", "bf16", "fp16", "fp32")), ("placement", ("replicate", "spread"))):
+            if getattr(self, name) not in allowed:
+                raise E2WMError(f"eval: {name}={getattr(self, name)!r}: must be {', '.join(allowed[:-1])} or {allowed[-1]}")

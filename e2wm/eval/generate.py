@@ -1,8 +1,10 @@
-"""Generation in batches: prompts left-padded (ids by `prompt_ids`, transformers' generate derives the
-position ids from the attention mask), beam search over the batch, and each item stopped at its first
-token whose text holds a newline (or EOS): only the first line is kept, so greedy first lines equal
-those of decoding on. Prompt + new tokens are bounded by the model's positions: a longer prompt keeps
-its last tokens."""
+"""Generation in batches: prompts (ids by `prompt_ids`) sorted by length into batches of `batch`, left-padded
+(position ids from the attention mask), and decoded by `e2wm.eval.beam` over the model's forward and KV cache:
+greedy, or beam search exactly as transformers' `generate` runs it. Each item stops at its first token whose
+text holds a newline (or EOS) and leaves the batch then; only the first line is kept, so greedy first lines
+equal those of decoding on. A model whose generation config asks for more (a repetition penalty, a length
+penalty, ...) is decoded by `generate` itself. Prompt + new tokens are bounded by the model's positions: a
+longer prompt keeps its last tokens."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -10,7 +12,9 @@ from functools import lru_cache
 import torch
 
 from e2wm.errors import E2WMError
+from e2wm.eval.beam import beam_search, greedy, plain
 from e2wm.eval.metrics import first_line
+from e2wm.eval.placement import input_device
 from e2wm.train.tokens import prompt_ids
 
 
@@ -35,24 +39,43 @@ def bounded(model, tok, prompt: str, max_new_tokens: int) -> tuple[list[int], bo
     return ids[-(limit - max_new_tokens):], len(ids) + max_new_tokens > limit
 
 
-@torch.no_grad()
 def generate(model, tok, prompts: list[str], num_beams: int, max_new_tokens: int, batch: int = 16,
              newline: bool = True) -> list[tuple[str, bool]]:
-    """(first line of the continuation, prompt cut) of each prompt, decoded `batch` prompts at a time; each
-    ends at its first newline, or (`newline` False, E2WM's way) only at EOS or `max_new_tokens`."""
-    device = next(model.parameters()).device
+    """(first line of the continuation, prompt cut) of each prompt, in input order, decoded `batch` prompts at a
+    time (prompts of like length together); each ends at its first newline, or (`newline` False, E2WM's way) only
+    at EOS or `max_new_tokens`. Greedy for `num_beams` 1, else beam search; the same text as transformers'
+    `generate` on each prompt alone."""
     ends = end_ids(tok) if newline else frozenset([tok.eos_token_id])
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     items = [bounded(model, tok, p, max_new_tokens) for p in prompts]
-    out = []
-    for k in range(0, len(items), batch):
-        part = [ids for ids, _ in items[k:k + batch]]
-        n = max(map(len, part))
-        x = torch.tensor([[pad] * (n - len(p)) + p for p in part], device=device)
-        mask = torch.tensor([[0] * (n - len(p)) + [1] * len(p) for p in part], device=device)
-        y = model.generate(input_ids=x, attention_mask=mask, num_beams=num_beams, do_sample=False,
-                           max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=sorted(ends))
-        for row in y[:, n:].tolist():   # up to its first end token: what follows is padding
+    fast = plain(model)
+    order = list(range(len(items)))
+    if batch > 1:   # prompts of like length together: less padding (one at a time: their own order)
+        order.sort(key=lambda i: len(items[i][0]))
+    out: list[str | None] = [None] * len(items)
+    for k in range(0, len(order), batch):
+        part = order[k:k + batch]
+        ids = [items[i][0] for i in part]
+        if not fast:
+            rows = _generate(model, ids, num_beams, max_new_tokens, pad, ends)
+        elif num_beams == 1:
+            rows = greedy(model, ids, max_new_tokens, pad, ends)
+        else:
+            rows = beam_search(model, ids, num_beams, max_new_tokens, pad, ends)
+        for i, row in zip(part, rows):   # up to its first end token
             row = row[:next((j + 1 for j, t in enumerate(row) if t in ends), len(row))]
-            out.append(first_line(tok.decode(row, skip_special_tokens=True)))
+            out[i] = first_line(tok.decode(row, skip_special_tokens=True))
     return [(text, cut) for text, (_, cut) in zip(out, items)]
+
+
+@torch.no_grad()
+def _generate(model, part: list[list[int]], num_beams: int, max_new_tokens: int, pad: int,
+              ends: frozenset[int]) -> list[list[int]]:
+    """transformers' `generate` over one left-padded batch: each row's new ids (padding after its end)."""
+    device = input_device(model)
+    n = max(map(len, part))
+    x = torch.tensor([[pad] * (n - len(p)) + p for p in part], device=device)
+    mask = torch.tensor([[0] * (n - len(p)) + [1] * len(p) for p in part], device=device)
+    y = model.generate(input_ids=x, attention_mask=mask, num_beams=num_beams, do_sample=False,
+                       max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=sorted(ends))
+    return y[:, n:].tolist()

@@ -2,7 +2,8 @@
 
 Suite files (ours or E2WM's own) are read by `read_eval`, and how each is scored (its metric and
 headline normalisation) by `read_spec`: its sidecar, E2WM's known name or its kind's default. Multiple
-choice is scored by option likelihood (`scoring.choose`), with both normalisations reported;
+choice is scored by option likelihood (`scoring.choose_many`, `--mc-batch` items together), with both
+normalisations reported;
 generation is decoded with beam search (4 beams, 256 new tokens, the first line kept)
 and scored by ROUGE, the contiguous LCS ratio or exact match (plus executability when rows carry a
 "world"). Writes `results.json` and `results.md` under `--out`.
@@ -18,7 +19,6 @@ import contextlib
 import hashlib
 import statistics
 import time
-import weakref
 from pathlib import Path
 
 from e2wm.data.eval_format import SIDECAR, NORMS, read_eval, read_spec
@@ -28,9 +28,8 @@ from e2wm.files import input_file, make_dir, output_dir, write_atomic, write_jso
 from e2wm.eval.executability import execute
 from e2wm.eval.generate import generate
 from e2wm.eval.metrics import exact_match, lcs_ratio, rouge
-from e2wm.eval.scoring import choose
-
-_CALIBRATION = weakref.WeakKeyDictionary()   # model -> its "Answer:" scores by option list (`choose`)
+from e2wm.eval import placement
+from e2wm.eval.scoring import choose_many
 
 
 def suite_files(cfg: EvalConfig) -> list[Path]:
@@ -63,14 +62,15 @@ def suite_files(cfg: EvalConfig) -> list[Path]:
 
 
 def load(cfg: EvalConfig, adapter_shapes: dict | None = None):
-    """The model (with `--adapter` on it) on this rank's device, and its tokenizer. `adapter_shapes`:
+    """The model (with `--adapter` on it) in `--precision`, placed by `--placement` (`e2wm.eval.placement`: on
+    this rank's device, or spread over its devices), and its tokenizer. `adapter_shapes`:
     what `check_adapter_files` found (read again when not given)."""
-    from e2wm.train.dist import device
     from e2wm.train.model import load_model, load_tokenizer
-    model = load_model(cfg.model, field="--model")
+    model = load_model(cfg.model, placement.dtype(cfg.precision), field="--model",
+                       device_map=placement.device_map(cfg), max_memory=placement.max_memory(cfg))
     if cfg.adapter:
         model = _with_adapter(model, cfg, adapter_shapes)
-    return model.to(device()).eval(), load_tokenizer(cfg.model, field="--model")
+    return model.eval(), load_tokenizer(cfg.model, field="--model")
 
 
 def check_adapter_files(cfg: EvalConfig) -> dict | None:
@@ -97,10 +97,11 @@ def _with_adapter(model, cfg: EvalConfig, shapes: dict | None = None):
         raise E2WMError(f"--adapter {path}: does not fit {cfg.model}: {why}") from None
 
 
-def _mc_item(model, tok, row) -> dict[str, int]:
-    """The option each normalisation picks (`choose`; the calibration scored once per option list and model)."""
-    picks = choose(model, tok, row["input"], row["answer_list"], _CALIBRATION.setdefault(model, {}))
-    return {norm: best for norm, (best, _) in picks.items()}
+def _mc_items(model, tok, rows, cfg: EvalConfig, calibration: dict) -> list[dict[str, int]]:
+    """The option each normalisation picks for each row (`choose_many`, `--mc-batch` rows scored together);
+    `calibration`: the run's "Answer:" scores by option list, each list scored once per run."""
+    picks = choose_many(model, tok, [(r["input"], r["answer_list"]) for r in rows], calibration, cfg.mc_batch)
+    return [{norm: best for norm, (best, _) in p.items()} for p in picks]
 
 
 def _mc(spec, rows, picks) -> dict:
@@ -136,11 +137,14 @@ def _gen(spec, rows, preds) -> dict:
     return out
 
 
-def _items(model, tok, kind: str, rows, cfg: EvalConfig, rank: int, world: int) -> list:
+def _items(model, tok, kind: str, rows, cfg: EvalConfig, rank: int, world: int, calibration: dict | None = None
+           ) -> list:
     """Every row's outcome (picks, or a prediction and whether its prompt was cut): this rank scores rows
-    rank, rank + world, ..., and the ranks swap theirs, so every rank holds them all in row order."""
+    rank, rank + world, ..., and the ranks swap theirs, so every rank holds them all in row order.
+    `calibration`: the run's multiple-choice calibration cache (`_mc_items`; a fresh one if not given)."""
     idx = [i for i in range(len(rows)) if i % world == rank]
-    mine = dict(zip(idx, [_mc_item(model, tok, rows[i]) for i in idx] if kind == "mc"
+    calibration = {} if calibration is None else calibration
+    mine = dict(zip(idx, _mc_items(model, tok, [rows[i] for i in idx], cfg, calibration) if kind == "mc"
                     else _generate(model, tok, [rows[i] for i in idx], cfg)))
     if world > 1:
         import torch.distributed as dist
@@ -165,13 +169,17 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
         if rank:
             log = _quiet
         model, tok = load(cfg, shapes)
+        if placement.describe(model):
+            log(f"  the model spread over this rank's devices: {placement.describe(model)}")
         decoding = {"num_beams": cfg.num_beams, "max_new_tokens": cfg.max_new_tokens, "stop": cfg.stop,
                     "kept": "first line"}
-        results = {"model": cfg.model, "adapter": cfg.adapter, "decoding": decoding, "suites": {}}
+        results = {"model": cfg.model, "adapter": cfg.adapter, "precision": placement.precision_name(placement.dtype(cfg.precision)),
+                   "decoding": decoding, "suites": {}}
+        calibration: dict = {}   # "Answer:" scores by option list, for this run's model (`choose_many`)
         for name, (path, kind, rows) in suites.items():
             rows = rows[: cfg.limit] if cfg.limit else rows
             t0 = time.perf_counter()
-            items = _items(model, tok, kind, rows, cfg, rank, world)
+            items = _items(model, tok, kind, rows, cfg, rank, world, calibration)
             cut = {} if kind == "mc" else {"truncated_prompts": sum(c for _, c in items)}   # cut to fit positions
             items = items if kind == "mc" else [p for p, _ in items]
             spec, source = specs[name]
@@ -185,7 +193,8 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
             from e2wm.train.corpus import corpus_hash
             texts, checks = texts
             results["perplexity"] = {"corpus": cfg.ppl_corpus, "corpus_sha256": corpus_hash(texts), **checks,
-                                     **perplexity(model, tok, texts, cfg.ppl_max_length, cfg.ppl_stride)}
+                                     **perplexity(model, tok, texts, cfg.ppl_max_length, cfg.ppl_stride,
+                                                 rank, world, log)}
             p = results["perplexity"]
             log(f"  perplexity {p['ppl']:.3f} (e^NLL over {p['tokens']} tokens of {p['documents']} documents; "
                 f"E2WM's 2^NLL: {p['ppl_base2_e2wm']:.3f})")

@@ -5,10 +5,16 @@ activity-inference suites).
 
 Options are tokenised by the shared rule (`e2wm.train.tokens`): an option's tokens are those of
 " " + option inside the one string f"{prompt} {option}" (E2WM tokenised that string too), which are
-the answer tokens of the training row f"{prompt} {option}\\n" less its newline. The options'
-encodings share a prefix (up to the first token of any option), which runs once; its key/value cache
-is repeated over the options, whose remaining tokens then run as one padded batch, so an item costs
-one prompt pass plus one short batched pass whatever its option count.
+the answer tokens of the training row f"{prompt} {option}\\n" less its newline.
+
+One scorer, `option_scores_many`, scores several items together (`option_scores` and `choose` are its
+batch of one). An item's options' encodings share a prefix (up to the first token of any option); the
+items' prefixes run as one batch, left-padded with position ids counted from the attention mask (pads
+only ever precede a prefix, so the distances between real tokens, which sliding-window and local
+attention go by, are those of the item alone). Each prefix's key/value cache is then repeated over its
+own options, and every option of the batch runs in one right-padded pass that extends the cache (its
+position ids continue its prefix's; its mask hides the other items' pads). A batch of items costs one
+prefix pass plus one short pass whatever their option counts.
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from e2wm.eval.placement import input_device
 from e2wm.train.tokens import drop_trailing_specials, encode_pairs
 
 CALIBRATION_PROMPT = "Answer:"
@@ -35,68 +42,143 @@ class OptionScore:
         return self.logprob / self.tokens
 
 
-def _encode(tokenizer, prompt: str, options: list[str]) -> list[tuple[list[int], int]]:
-    """(ids, start) per option: f"{prompt} {option}" without trailing special tokens, whose ids[start:]
-    are scored; ValueError if an option has no token, or no token precedes it."""
+Encoded = list[tuple[list[int], int]]   # (ids, start) per option of one item
+
+
+def _encode_many(tokenizer, items: list[tuple[str, list[str]]]) -> list[Encoded]:
+    """Per item, (ids, start) per option: f"{prompt} {option}" without trailing special tokens, whose
+    ids[start:] are scored; ValueError if an option has no token, or no token precedes it."""
+    pairs = [(p, o) for p, options in items for o in options]
+    flat = iter(encode_pairs(tokenizer, pairs)) if pairs else iter(())
     out = []
-    for o, (ids, start) in zip(options, encode_pairs(tokenizer, [(prompt, o) for o in options])):
-        ids = drop_trailing_specials(tokenizer, ids)
-        if start >= len(ids):
-            raise ValueError(f"option {o!r} tokenises to nothing")
-        if start == 0:
-            raise ValueError(f"no token precedes option {o!r} (an empty prompt, and no BOS)")
-        out.append((ids, start))
+    for prompt, options in items:
+        if not options:
+            raise ValueError(f"no options after prompt {prompt[-60:]!r}")
+        enc = []
+        for o in options:
+            ids, start = next(flat)
+            ids = drop_trailing_specials(tokenizer, ids)
+            if start >= len(ids):
+                raise ValueError(f"option {o!r} tokenises to nothing")
+            if start == 0:
+                raise ValueError(f"no token precedes option {o!r} (an empty prompt, and no BOS)")
+            enc.append((ids, start))
+        out.append(enc)
     return out
 
 
-@torch.no_grad()
-def option_scores(model, tokenizer, prompt: str, options: list[str]) -> list[OptionScore]:
-    """Each option's summed token log-probability after `prompt` (one prefix pass, one option batch)."""
-    device = next(model.parameters()).device
-    enc = _encode(tokenizer, prompt, options)
+def _shared(enc: Encoded) -> int:
+    """How many leading tokens every option's encoding holds alike, before the first option token."""
     head = enc[0][0]
     bound = min(start for _, start in enc)
-    shared = next((j for j in range(bound) if any(ids[j] != head[j] for ids, _ in enc)), bound)
-    rests = [ids[shared:] for ids, _ in enc]
-    k, width = len(rests), max(map(len, rests))
+    return next((j for j in range(bound) if any(ids[j] != head[j] for ids, _ in enc)), bound)
+
+
+def _positions(model) -> int | None:
+    c = getattr(model, "config", None)
+    return getattr(c, "max_position_embeddings", None) or getattr(c, "n_positions", None)
+
+
+@torch.no_grad()
+def option_scores_many(model, tokenizer, items: list[tuple[str, list[str]]], batch: int = 16,
+                       cache_tokens: int = 4096) -> list[list[OptionScore]]:
+    """Each item's (prompt, options) options' summed token log-probabilities after its prompt, up to
+    `batch` items scored together (one prefix pass, one option pass); items are grouped by prefix length,
+    the results come back in item order. A batch also stops short of `cache_tokens` repeated cache
+    entries (option rows x padded prefix; a lone item may exceed it): long prompts batch fewer items."""
+    if batch < 1:
+        raise ValueError(f"batch {batch}: must be at least 1")
+    enc = _encode_many(tokenizer, items)
+    shared = [_shared(e) for e in enc]
+    tails = [max(len(ids) for ids, _ in e) - s for e, s in zip(enc, shared)]
+    limit = _positions(model)   # a batch's padded prefix + options must fit the model's positions
+    out: list = [None] * len(items)
+    group: list[int] = []
+    for i in sorted(range(len(items)), key=lambda i: (shared[i], tails[i])):   # prefixes ascending
+        if group and (len(group) == batch or shared[i] * sum(len(enc[j]) for j in (i, *group)) > cache_tokens
+                      or (limit and shared[i] + max(tails[i], *(tails[j] for j in group)) > limit)):
+            for j, s in zip(group, _score(model, tokenizer, [enc[j] for j in group], [shared[j] for j in group])):
+                out[j] = s
+            group = []
+        group.append(i)
+    if group:
+        for j, s in zip(group, _score(model, tokenizer, [enc[j] for j in group], [shared[j] for j in group])):
+            out[j] = s
+    return out
+
+
+def _score(model, tokenizer, enc: list[Encoded], shared: list[int]) -> list[list[OptionScore]]:
+    """One batch of items: their prefixes (`shared[i]` tokens of item i) left-padded in one pass, each
+    cache repeated over the item's options, then all options right-padded in one pass."""
+    device = input_device(model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    batch = torch.full((k, width), pad, dtype=torch.long, device=device)
-    mask = torch.zeros((k, shared + width), dtype=torch.long, device=device)
-    mask[:, :shared] = 1
-    for i, r in enumerate(rests):
-        batch[i, :len(r)] = torch.tensor(r, device=device)
-        mask[i, shared:shared + len(r)] = 1
-    past = {}
-    if shared:
-        out = model(torch.tensor([head[:shared]], device=device), use_cache=True)
+    width = max(shared)   # the prefixes' padded length
+    owner = [i for i, e in enumerate(enc) for _ in e]                  # option row -> its item
+    rests = [ids[s:] for e, s in zip(enc, shared) for ids, _ in e]     # each option's tokens after the prefix
+    wide = max(map(len, rests))
+    head_mask = [[0] * (width - s) + [1] * s for s in shared]
+    owner_t = torch.tensor(owner, device=device)
+    past, last = {}, None
+    if width:
+        heads = torch.tensor([[pad] * (width - s) + e[0][0][:s] for e, s in zip(enc, shared)], device=device)
+        mask = torch.tensor(head_mask, device=device)
+        out = model(heads, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0), use_cache=True,
+                    logits_to_keep=1)
         name = "cache" if "cache" in out else "past_key_values"   # transformers renamed it in 5.x
-        out[name].batch_repeat_interleave(k)
-        past = {name: out[name]}
-    logits = model(batch, attention_mask=mask, use_cache=bool(shared), **past).logits
-    if shared:   # the prefix's last logit predicts token `shared`
-        logits = torch.cat([out.logits[:, -1:].expand(k, -1, -1), logits], 1)
-    # logits[:, t] predicts token origin + t; scored token j is read at row j - origin
-    origin = max(shared, 1)
-    rows, cols, targets = [], [], []
-    for i, (ids, start) in enumerate(enc):
-        rows += [i] * (len(ids) - start)
-        cols += range(start - origin, len(ids) - origin)
-        targets += ids[start:]
+        out[name].batch_select_indices(owner_t)   # each item's cache, once per option
+        past, last = {name: out[name]}, out.logits[:, -1]          # last: predicts each item's token `shared`
+    ids = torch.tensor([r + [pad] * (wide - len(r)) for r in rests], device=device)
+    mask = torch.tensor([head_mask[i] + [1] * len(r) + [0] * (wide - len(r)) for i, r in zip(owner, rests)],
+                        device=device)
+    positions = torch.tensor([[shared[i] + t for t in range(wide)] for i in owner], device=device)
+    logits = model(ids, attention_mask=mask, position_ids=positions, use_cache=bool(width), **past).logits
+    # token j of an option of item i is predicted at column c = j - shared[i]: c = 0 is the prefix's last
+    # logit, c >= 1 the option pass's column c - 1
+    rows, cols, targets, row = [], [], [], 0
+    for e, s in zip(enc, shared):
+        for ids_, start in e:
+            rows += [row] * (len(ids_) - start)
+            cols += range(start - s, len(ids_) - s)
+            targets += ids_[start:]
+            row += 1
     rows, cols, targets = (torch.tensor(x, device=device) for x in (rows, cols, targets))
-    logp = torch.log_softmax(logits[rows, cols].float(), -1).gather(1, targets[:, None])[:, 0]
-    sums = torch.zeros(k, dtype=logp.dtype, device=device).index_add_(0, rows, logp).tolist()
-    return [OptionScore(total, tuple(ids[start:])) for total, (ids, start) in zip(sums, enc)]
+    picked = logits[rows, (cols - 1).clamp(min=0)]
+    if last is not None:
+        picked = torch.where((cols == 0)[:, None], last[owner_t[rows]], picked)
+    logp = torch.log_softmax(picked.float(), -1).gather(1, targets[:, None])[:, 0].tolist()
+    sums = [0.0] * len(rests)   # summed in double precision: an option's float32 terms add up to ~1e-5 error
+    for r, x in zip(rows.tolist(), logp):
+        sums[r] += x
+    scores = iter(OptionScore(total, tuple(ids_[start:])) for total, (ids_, start) in
+                  zip(sums, (x for e in enc for x in e)))
+    return [[next(scores) for _ in e] for e in enc]
+
+
+def option_scores(model, tokenizer, prompt: str, options: list[str]) -> list[OptionScore]:
+    """Each option's summed token log-probability after `prompt`: `option_scores_many`'s batch of one."""
+    return option_scores_many(model, tokenizer, [(prompt, options)], batch=1)[0]
+
+
+def choose_many(model, tokenizer, items: list[tuple[str, list[str]]], calibration: dict | None = None,
+                batch: int = 16) -> list[dict[str, tuple[int, list[float]]]]:
+    """Per item, per normalisation ("ln", "un"): (index of the best option, the options' normalised scores);
+    ties go to the first, as E2WM's argmax. The one scorer: `e2wm eval` picks with it, `batch` items
+    scored together. `calibration` caches the options' scores after the bare prompt "Answer:" by option
+    list (one dict per model and run); the lists it lacks are scored in the same batches as the items."""
+    cache = {} if calibration is None else calibration
+    missing = list(dict.fromkeys(tuple(o) for _, o in items if tuple(o) not in cache))
+    scored = option_scores_many(model, tokenizer, [(p, list(o)) for p, o in items]
+                                + [(CALIBRATION_PROMPT, list(k)) for k in missing], batch)
+    cache.update(zip(missing, scored[len(items):]))
+    picks = []
+    for (_, options), scores in zip(items, scored):
+        base = cache[tuple(options)]
+        values = {"ln": [s.mean for s in scores], "un": [s.logprob - b.logprob for s, b in zip(scores, base)]}
+        picks.append({norm: (max(range(len(v)), key=lambda i: (v[i], -i)), v) for norm, v in values.items()})
+    return picks
 
 
 def choose(model, tokenizer, prompt: str, options: list[str], calibration: dict | None = None
            ) -> dict[str, tuple[int, list[float]]]:
-    """Per normalisation ("ln", "un"): (index of the best option, the options' normalised scores); ties
-    go to the first, as E2WM's argmax. The one scorer: `e2wm eval` picks with it. `calibration` caches
-    the options' scores after the bare prompt "Answer:" by option list (one dict per model and run)."""
-    cache, key = {} if calibration is None else calibration, tuple(options)
-    scores = option_scores(model, tokenizer, prompt, options)
-    if key not in cache:
-        cache[key] = option_scores(model, tokenizer, CALIBRATION_PROMPT, options)
-    base = cache[key]
-    values = {"ln": [s.mean for s in scores], "un": [s.logprob - b.logprob for s, b in zip(scores, base)]}
-    return {norm: (max(range(len(v)), key=lambda i: (v[i], -i)), v) for norm, v in values.items()}
+    """`choose_many`'s batch of one item."""
+    return choose_many(model, tokenizer, [(prompt, options)], calibration, batch=1)[0]

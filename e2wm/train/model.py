@@ -128,17 +128,21 @@ def model_config(spec: str, trust_remote_code: bool = False, field: str = "model
 
 
 def load_model(spec: str, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False,
-               field: str = "model.name_or_path"):
+               field: str = "model.name_or_path", device_map: dict | str | None = None,
+               max_memory: dict | None = None):
     """A causal LM. Under ZeRO-3 keep a `HfDeepSpeedConfig` alive before calling: the weights are
-    then partitioned as they load (`from_pretrained` / `from_config`), so no rank holds the whole model."""
+    then partitioned as they load (`from_pretrained` / `from_config`), so no rank holds the whole model.
+    `device_map` ({"": device}, or "auto" within `max_memory`): where the weights go as they load (a
+    builtin model is built in host memory, then moved or dispatched there)."""
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()   # one bar per rank per load is noise in a launcher's log
-    if spec == TINY:
-        return tiny_causal_lm().to(dtype)
-    if spec.startswith("shape:"):
-        return AutoModelForCausalLM.from_config(model_config(spec), dtype=dtype)
+    if spec == TINY or spec.startswith("shape:"):
+        model = (tiny_causal_lm().to(dtype) if spec == TINY
+                 else AutoModelForCausalLM.from_config(model_config(spec), dtype=dtype))
+        return model if device_map is None else _placed(model, device_map, max_memory)
+    placing = {} if device_map is None else {"device_map": device_map, "max_memory": max_memory}
     # transformers would log a many-line report and raise a RuntimeError that points at it for weights of
     # another shape, and only log weights it initialised at random: hold the report, loading every weight
     # it can, and refuse either case in one line; a good load logs the report as before
@@ -148,13 +152,21 @@ def load_model(spec: str, dtype: torch.dtype = torch.float32, trust_remote_code:
     try:
         model, info = _from_pretrained(AutoModelForCausalLM.from_pretrained, spec, field, dtype=dtype,
                                        trust_remote_code=trust_remote_code, output_loading_info=True,
-                                       ignore_mismatched_sizes=True)
+                                       ignore_mismatched_sizes=True, **placing)
     finally:
         report.removeFilter(held)
     _check_loaded(model, info, spec, field)
     for record in held.records:   # only unexpected weights left: transformers' own word on them
         report.handle(record)
     return model
+
+
+def _placed(model, device_map: dict | str, max_memory: dict | None):
+    if device_map != "auto":
+        return model.to(device_map[""])
+    from accelerate import dispatch_model, infer_auto_device_map
+    return dispatch_model(model, infer_auto_device_map(model, max_memory,
+                                                      no_split_module_classes=model._no_split_modules))
 
 
 class _HeldReport(logging.Filter):

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from e2wm.bench.eval import old_generate
-from e2wm.eval.generate import bounded, end_ids, generate
+from e2wm.eval.beam import plain
+from e2wm.eval.generate import _generate, bounded, end_ids, generate
 from e2wm.pipeline.local_model import train_tokenizer
 from e2wm.train.model import tiny_causal_lm
 
@@ -74,6 +75,69 @@ def test_batched_equals_item_by_item_and_the_old_first_lines(kind, tok, prompts)
     assert [p for p, _ in e2wm_way] == [_e2wm_eval_gen(model, tok, p, 4, NEW) for p in prompts]
 
 
+def _alone(model, tok, prompt, beams, ends, new=NEW):
+    """transformers' `generate` on the prompt alone, the end ids as its eos ids: the first line of its text."""
+    from e2wm.eval.metrics import first_line
+    ids = bounded(model, tok, prompt, new)[0]
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    row = _generate(model, [ids], beams, new, pad, ends)[0]
+    row = row[:next((j + 1 for j, t in enumerate(row) if t in ends), len(row))]
+    return first_line(tok.decode(row, skip_special_tokens=True))
+
+
+@pytest.mark.parametrize("kind,beams", [("llama", 2), ("gpt-neo", 4)])
+def test_beams_equal_transformers_generate_as_items_leave_the_batch(kind, beams, tok, prompts):
+    """Our beam search (items dropped from the batch as they finish, batches sorted by length) gives transformers'
+    beam-search text for each prompt alone, newline ends and EOS only; results in input order. (The Llama's
+    beams share their prompt's cache, GPT-Neo's have a copy each.)"""
+    model = _model(kind, tok)
+    assert plain(model)
+    fed = []   # tokens fed per decoding step (prompt passes aside): one per beam of each item in the batch
+    model.register_forward_pre_hook(lambda m, a, kw: fed.extend(
+        [kw["input_ids"].numel()] if kw.get("cache") is not None else []) and None, with_kwargs=True)
+    ours = generate(model, tok, prompts, beams, 48, batch=5)
+    assert fed[0] == beams * 5 and min(fed) < beams * 5   # all beams of a batch ran, then finished items left
+    assert [p for p, _ in ours] == [_alone(model, tok, p, beams, end_ids(tok), 48) for p in prompts]
+    eos = frozenset([tok.eos_token_id])
+    assert [p for p, _ in generate(model, tok, prompts[:4], 3, NEW, batch=4, newline=False)] == [
+        _alone(model, tok, p, 3, eos) for p in prompts[:4]]
+    shuffled = prompts[::-1]   # other batches, other padding: the same text per prompt, in input order
+    assert generate(model, tok, shuffled, beams, 48, batch=3) == ours[::-1]
+
+
+def test_greedy_rows_leave_the_batch_and_order_is_kept(tok, prompts):
+    model = _model("llama", tok)
+    rows = []
+    model.register_forward_pre_hook(lambda m, a, kw: rows.append(kw["input_ids"].shape[0]), with_kwargs=True)
+    out = generate(model, tok, prompts, 1, NEW, batch=len(prompts))
+    assert rows[0] == len(prompts) and min(rows) < len(prompts)
+    assert [p for p, _ in out] == [_alone(model, tok, p, 1, end_ids(tok)) for p in prompts]
+    assert generate(model, tok, prompts[::-1], 1, NEW, batch=4) == out[::-1]
+
+
+def test_a_generation_config_with_more_rules_is_left_to_transformers(tok, prompts):
+    model = _model("llama", tok)
+    model.generation_config.repetition_penalty = 1.5
+    assert not plain(model)
+    assert [p for p, _ in generate(model, tok, prompts[:4], 2, NEW, batch=4)] == [
+        _alone(model, tok, p, 2, end_ids(tok)) for p in prompts[:4]]
+
+
+def test_lora_model(tok, prompts):
+    from peft import LoraConfig, get_peft_model
+    torch.manual_seed(1)
+    model = get_peft_model(_model("llama", tok), LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
+                                                            init_lora_weights=False, task_type="CAUSAL_LM")).eval()
+    assert [p for p, _ in generate(model, tok, prompts[:5], 4, NEW, batch=5)] == [
+        _alone(model, tok, p, 4, end_ids(tok)) for p in prompts[:5]]
+
+
+def test_bf16_runs(tok, prompts):
+    model = _model("llama", tok).to(torch.bfloat16)
+    out = generate(model, tok, prompts[:3], 2, NEW, batch=3)
+    assert len(out) == 3 and all(isinstance(p, str) for p, _ in out)
+
+
 @torch.no_grad()
 def _e2wm_eval_gen(model, tok, prompt: str, beams: int, new: int) -> str:
     """E2WM's eval_gen.py, one item: beam search over every new token (ending at EOS only), the continuation
@@ -109,3 +173,18 @@ def test_eval_reports_truncated_prompts(tmp_path, capsys):
                  "--num-beams", "2", "--max-new-tokens", "16", "--gen-batch", "2"]) == 0
     s = json.loads((tmp_path / "out" / "results.json").read_text())["suites"]["long"]
     assert s["truncated_prompts"] == 1 and s["n"] == 2
+
+
+def test_llama_beams_share_their_prompt_and_give_the_same_text_as_beams_with_a_copy_each(tok, prompts):
+    """A Llama's beams of one prompt run as one row over one copy of the prompt's cache (a 4D ancestry mask;
+    GPT-Neo, with its local attention, keeps a row per beam): the same text as a row and a cache copy per beam."""
+    from e2wm.eval.beam import beam_search
+    ends = end_ids(tok)
+    ids = [bounded(_model("llama", tok), tok, p, NEW)[0] for p in prompts]
+    for kind, shared in (("llama", True), ("gpt-neo", False)):
+        model = _model(kind, tok)
+        shapes = []
+        model.register_forward_pre_hook(lambda m, a, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+        tree = beam_search(model, ids, 4, NEW, 0, ends)
+        assert (shapes[1] == (len(ids), 4)) is shared and (shapes[1] == (4 * len(ids), 1)) is not shared
+        assert tree == beam_search(model, ids, 4, NEW, 0, ends, shared_prompt=False)
