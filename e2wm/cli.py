@@ -228,6 +228,9 @@ def _parser() -> Parser:
     be.add_argument("--gen-items", type=bounded(1, 1_000_000), default=32, help="generation prompts")
     be.add_argument("--new-tokens", type=bounded(1, 2048), default=64, help="generation length")
     be.add_argument("--words", type=bounded(1, 100_000), default=120, help="story words per prompt")
+    be.add_argument("--model", default=None, help="tiny, shape:NAME or a model directory (default: a random "
+                    "Llama of hidden 256, 4 layers, byte tokens)")
+    be.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
     be.set_defaults(func=_bench, bench="eval")
     q = bench.add_parser("plans", help="MCTS success rate and plan length over the activity library")
     q.add_argument("--scenes", type=bounded(1, 100_000), default=50, help="procedural apartments 0..N-1")

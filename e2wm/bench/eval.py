@@ -154,17 +154,25 @@ def _mc_bench(model, tok, data: list[tuple[str, list[str]]], mc_batch: int) -> d
 
 
 def run(items: int = 24, words: int = 120, hidden: int = 256, layers: int = 4, gen_items: int = 32,
-        new_tokens: int = 64, batch: int = 16, mc_batch: int = 16) -> dict:
+        new_tokens: int = 64, batch: int = 16, mc_batch: int = 16, model_spec: str | None = None,
+        precision: str = "fp32") -> dict:
+    """`model_spec` (tiny, shape:NAME, a path; default: a random Llama of `hidden` and `layers` with byte tokens)
+    loaded in `precision` on this process's device, as `e2wm eval` loads it."""
+    from e2wm.eval.placement import DTYPES
     from e2wm.train.dist import device
-    from e2wm.train.model import byte_tokenizer, tiny_causal_lm
+    from e2wm.train.model import byte_tokenizer, load_model, load_tokenizer, tiny_causal_lm
     torch.manual_seed(0)
-    model = tiny_causal_lm(hidden=hidden, layers=layers, heads=4).to(device()).eval()
-    tok = byte_tokenizer()
+    if model_spec:
+        model = load_model(model_spec, DTYPES[precision], device_map={"": device()}).eval()
+        tok, name = load_tokenizer(model_spec), f"{model_spec} ({precision})"
+    else:
+        model = tiny_causal_lm(hidden=hidden, layers=layers, heads=4).to(device(), DTYPES[precision]).eval()
+        tok, name = byte_tokenizer(), f"llama hidden {hidden}, {layers} layers, byte tokens ({precision})"
     mc = _mc_bench(model, tok, _items(items, words), mc_batch)   # long prompts: count-QA-like
     short = _mc_bench(model, tok, _short_items(4 * items, seed=2), mc_batch)   # short: activity-recognition-like
     prompts = [p for p, _ in _items(gen_items, words // 4, seed=1)]   # shorter stories: decoding dominates
     generate(model, tok, prompts[:2], 2, 2, 2)   # warm-up (and the end-token set, computed once)
-    return {"bench": "eval", **mc, "model": f"llama hidden {hidden}, {layers} layers, byte tokens",
+    return {"bench": "eval", **mc, "model": name,
             "device": str(device()), "short_prompts": short,
             "generation": {"items": gen_items, "story_words": words // 4, "new_tokens": new_tokens, "batch": batch,
                            **{k: _gen_bench(model, tok, prompts, beams, new_tokens, batch)
@@ -172,9 +180,10 @@ def run(items: int = 24, words: int = 120, hidden: int = 256, layers: int = 4, g
 
 
 def main(args) -> int:
-    r = run(args.items, args.words, gen_items=args.gen_items, new_tokens=args.new_tokens)
+    r = run(args.items, args.words, gen_items=args.gen_items, new_tokens=args.new_tokens, model_spec=args.model,
+            precision=args.precision)
     g = r["generation"]
-    return report(r, *(f"multiple choice, {m['items']} items of {m['prompt_tokens']}-token prompts: across items "
+    return report(r, f"{r['model']} on {r['device']}", *(f"multiple choice, {m['items']} items of {m['prompt_tokens']}-token prompts: across items "
                        f"(batches of {m['mc_batch']}) {m['scorer_items_per_s']} items/s vs per item "
                        f"{m['per_item_items_per_s']} vs one forward per option {m['loop_items_per_s']} items/s: ratio "
                        f"{m['ratio']:.2f} ({m['ratio_vs_per_item']:.2f}x per item, which is {m['per_item_ratio']:.2f}x "

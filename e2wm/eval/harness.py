@@ -3,15 +3,15 @@
 Suite files (ours or E2WM's own) are read by `read_eval`, and how each is scored (its metric and
 headline normalisation) by `read_spec`: its sidecar, E2WM's known name or its kind's default. Multiple
 choice is scored by option likelihood (`scoring.choose_many`, `--mc-batch` items together), with both
-normalisations reported;
-generation is decoded with beam search (4 beams, 256 new tokens, the first line kept)
-and scored by ROUGE, the contiguous LCS ratio or exact match (plus executability when rows carry a
-"world"). Writes `results.json` and `results.md` under `--out`.
+normalisations reported; generation is decoded in batches (`generate`: beam search, 4 beams, 256 new
+tokens, each item ending at its first newline, the first line kept) and scored by ROUGE, the contiguous
+LCS ratio or exact match (plus executability when rows carry a "world"); perplexity's windows are dealt
+out over the ranks. Writes `results.json` and `results.md` under `--out`.
 
-Under torchrun / deepspeed every rank holds a full copy of the model (models that do not fit one
-device are not served yet) and scores rows rank, rank + world, ...; the outcomes are gathered in
-row order, so 2 ranks write the same results.json as 1. The device and backend come from
-DeepSpeed's accelerator.
+The model loads in `--precision` and is placed by `--placement` (`e2wm.eval.placement`): a whole copy per
+rank, or spread over a rank's devices. Under torchrun / deepspeed each rank scores rows rank, rank +
+world, ...; the outcomes are gathered in row order, so 2 ranks write the same results.json as 1. The
+device and backend come from DeepSpeed's accelerator.
 """
 from __future__ import annotations
 
@@ -207,7 +207,7 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
 
 def _ranks():
     """`with _ranks() as (rank, world size)`: under torchrun / deepspeed, the process group on the accelerator's
-    backend. Every rank holds a full copy of the model and scores its share of each suite's items."""
+    backend. Every rank holds the model (see `--placement`) and scores its share of each suite's items."""
     from e2wm.train.dist import is_distributed_env, process_group
     return process_group() if is_distributed_env() else contextlib.nullcontext((0, 1))
 
