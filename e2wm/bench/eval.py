@@ -48,7 +48,8 @@ def _per_item_scores(model, tok, prompt: str, options: list[str]) -> list[float]
     """Today's per-item scorer (`option_scores` before items were batched), kept as the contender: the options'
     shared prefix runs once, its cache repeated over the options, which run as one padded batch."""
     device = next(model.parameters()).device
-    enc = [(drop_trailing_specials(tok, ids), start) for ids, start in encode_pairs(tok, [(prompt, o) for o in options])]
+    pairs = encode_pairs(tok, [(prompt, o) for o in options])
+    enc = [(drop_trailing_specials(tok, ids), start) for ids, start in pairs]
     head, bound = enc[0][0], min(start for _, start in enc)
     shared = next((j for j in range(bound) if any(ids[j] != head[j] for ids, _ in enc)), bound)
     rests = [ids[shared:] for ids, _ in enc]
@@ -158,9 +159,8 @@ def run(items: int = 24, words: int = 120, hidden: int = 256, layers: int = 4, g
         precision: str = "fp32") -> dict:
     """`model_spec` (tiny, shape:NAME, a path; default: a random Llama of `hidden` and `layers` with byte tokens)
     loaded in `precision` on this process's device, as `e2wm eval` loads it."""
-    from e2wm.eval.placement import DTYPES
     from e2wm.train.dist import device
-    from e2wm.train.model import byte_tokenizer, load_model, load_tokenizer, tiny_causal_lm
+    from e2wm.train.model import DTYPES, byte_tokenizer, load_model, load_tokenizer, tiny_causal_lm
     torch.manual_seed(0)
     if model_spec:
         model = load_model(model_spec, DTYPES[precision], device_map={"": device()}).eval()
@@ -183,12 +183,13 @@ def main(args) -> int:
     r = run(args.items, args.words, gen_items=args.gen_items, new_tokens=args.new_tokens, model_spec=args.model,
             precision=args.precision)
     g = r["generation"]
-    return report(r, f"{r['model']} on {r['device']}", *(f"multiple choice, {m['items']} items of {m['prompt_tokens']}-token prompts: across items "
-                       f"(batches of {m['mc_batch']}) {m['scorer_items_per_s']} items/s vs per item "
-                       f"{m['per_item_items_per_s']} vs one forward per option {m['loop_items_per_s']} items/s: ratio "
-                       f"{m['ratio']:.2f} ({m['ratio_vs_per_item']:.2f}x per item, which is {m['per_item_ratio']:.2f}x "
-                       f"the loop; scores agree to {m['max_abs_score_diff']:.1e}, with per item's to "
-                       f"{m['max_abs_diff_vs_per_item']:.1e})" for m in (r, r["short_prompts"])),
+    return report(r, f"{r['model']} on {r['device']}",
+                  *(f"multiple choice, {m['items']} items of {m['prompt_tokens']}-token prompts: across items "
+                     f"(batches of {m['mc_batch']}) {m['scorer_items_per_s']} items/s vs per item "
+                     f"{m['per_item_items_per_s']} vs one forward per option {m['loop_items_per_s']} items/s: ratio "
+                     f"{m['ratio']:.2f} ({m['ratio_vs_per_item']:.2f}x per item, which is {m['per_item_ratio']:.2f}x "
+                     f"the loop; scores agree to {m['max_abs_score_diff']:.1e}, with per item's to "
+                     f"{m['max_abs_diff_vs_per_item']:.1e})" for m in (r, r["short_prompts"])),
                   *(f"generation {k}: batched {v['batched_items_per_s']} items/s vs item by item "
                     f"{v['item_by_item_items_per_s']} items/s: ratio {v['ratio']:.2f}; first lines equal on "
                     f"{v['first_lines_equal']}/{g['items']}, same as generate alone on {v['same_as_generate']}"

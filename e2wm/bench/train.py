@@ -83,7 +83,7 @@ def _plain(model_spec: str, rows: list[dict], steps: int, global_batch: int, mic
     from e2wm.train.data import encode_rows
     from e2wm.train.dist import device as accel_device
     from e2wm.train.model import add_lora, load_model, load_tokenizer
-    from e2wm.train.recipe import DTYPES
+    from e2wm.train.model import DTYPES
 
     dev = accel_device()
     tok = load_tokenizer(model_spec)

@@ -297,5 +297,5 @@ def beam_search(model, prompts: list[list[int]], num_beams: int, max_new_tokens:
         rows.step(run_seq[:, :, t].flatten())
         logits = rows.logits
     if alive:
-        done(torch.arange(len(alive)))
+        done(torch.arange(len(alive), device=dev))
     return out

@@ -52,4 +52,5 @@ class EvalConfig:
             raise E2WMError(f"eval: stop={self.stop!r}: must be newline or eos")
         for name, allowed in (("precision", ("auto", "bf16", "fp16", "fp32")), ("placement", ("replicate", "spread"))):
             if getattr(self, name) not in allowed:
-                raise E2WMError(f"eval: {name}={getattr(self, name)!r}: must be {', '.join(allowed[:-1])} or {allowed[-1]}")
+                raise E2WMError(f"eval: {name}={getattr(self, name)!r}: must be "
+                                f"{', '.join(allowed[:-1])} or {allowed[-1]}")

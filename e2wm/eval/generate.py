@@ -15,6 +15,7 @@ from e2wm.errors import E2WMError
 from e2wm.eval.beam import beam_search, greedy, plain
 from e2wm.eval.metrics import first_line
 from e2wm.eval.placement import input_device
+from e2wm.train.model import max_positions
 from e2wm.train.tokens import prompt_ids
 
 
@@ -28,8 +29,7 @@ def end_ids(tok) -> frozenset[int]:
 def bounded(model, tok, prompt: str, max_new_tokens: int) -> tuple[list[int], bool]:
     """The prompt's ids, its last ones only where prompt + `max_new_tokens` exceed the model's positions,
     and whether it was cut."""
-    c = model.config
-    limit = getattr(c, "max_position_embeddings", None) or getattr(c, "n_positions", None)
+    limit = max_positions(model)
     ids = prompt_ids(tok, prompt)
     if not limit:
         return ids, False

@@ -173,7 +173,8 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
             log(f"  the model spread over this rank's devices: {placement.describe(model)}")
         decoding = {"num_beams": cfg.num_beams, "max_new_tokens": cfg.max_new_tokens, "stop": cfg.stop,
                     "kept": "first line"}
-        results = {"model": cfg.model, "adapter": cfg.adapter, "precision": placement.precision_name(placement.dtype(cfg.precision)),
+        precision = placement.precision_name(placement.dtype(cfg.precision))
+        results = {"model": cfg.model, "adapter": cfg.adapter, "precision": precision,
                    "decoding": decoding, "suites": {}}
         calibration: dict = {}   # "Answer:" scores by option list, for this run's model (`choose_many`)
         for name, (path, kind, rows) in suites.items():

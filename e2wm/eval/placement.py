@@ -23,8 +23,8 @@ from __future__ import annotations
 import torch
 
 from e2wm.errors import E2WMError
+from e2wm.train.model import DTYPES
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def dtype(precision: str) -> torch.dtype:

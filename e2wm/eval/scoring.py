@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from e2wm.eval.placement import input_device
+from e2wm.train.model import max_positions
 from e2wm.train.tokens import drop_trailing_specials, encode_pairs
 
 CALIBRATION_PROMPT = "Answer:"
@@ -74,11 +75,6 @@ def _shared(enc: Encoded) -> int:
     return next((j for j in range(bound) if any(ids[j] != head[j] for ids, _ in enc)), bound)
 
 
-def _positions(model) -> int | None:
-    c = getattr(model, "config", None)
-    return getattr(c, "max_position_embeddings", None) or getattr(c, "n_positions", None)
-
-
 @torch.no_grad()
 def option_scores_many(model, tokenizer, items: list[tuple[str, list[str]]], batch: int = 16,
                        cache_tokens: int = 4096) -> list[list[OptionScore]]:
@@ -91,7 +87,7 @@ def option_scores_many(model, tokenizer, items: list[tuple[str, list[str]]], bat
     enc = _encode_many(tokenizer, items)
     shared = [_shared(e) for e in enc]
     tails = [max(len(ids) for ids, _ in e) - s for e, s in zip(enc, shared)]
-    limit = _positions(model)   # a batch's padded prefix + options must fit the model's positions
+    limit = max_positions(model)   # a batch's padded prefix + options must fit the model's positions
     out: list = [None] * len(items)
     group: list[int] = []
     for i in sorted(range(len(items)), key=lambda i: (shared[i], tails[i])):   # prefixes ascending
@@ -128,8 +124,8 @@ def _score(model, tokenizer, enc: list[Encoded], shared: list[int]) -> list[list
         out[name].batch_select_indices(owner_t)   # each item's cache, once per option
         past, last = {name: out[name]}, out.logits[:, -1]          # last: predicts each item's token `shared`
     ids = torch.tensor([r + [pad] * (wide - len(r)) for r in rests], device=device)
-    mask = torch.tensor([head_mask[i] + [1] * len(r) + [0] * (wide - len(r)) for i, r in zip(owner, rests)],
-                        device=device)
+    rows_mask = [head_mask[i] + [1] * len(r) + [0] * (wide - len(r)) for i, r in zip(owner, rests)]
+    mask = torch.tensor(rows_mask, device=device)
     positions = torch.tensor([[shared[i] + t for t in range(wide)] for i in owner], device=device)
     logits = model(ids, attention_mask=mask, position_ids=positions, use_cache=bool(width), **past).logits
     # token j of an option of item i is predicted at column c = j - shared[i]: c = 0 is the prefix's last

@@ -15,6 +15,7 @@ import torch
 from e2wm.errors import E2WMError
 
 TINY = "tiny"
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}   # precision names
 
 # peft-style defaults per `config.model_type`
 LORA_TARGETS = {
@@ -125,6 +126,12 @@ def model_config(spec: str, trust_remote_code: bool = False, field: str = "model
         return getattr(transformers, cls_name)(**kw)
     return _from_pretrained(transformers.AutoConfig.from_pretrained, spec, field,
                             trust_remote_code=trust_remote_code)
+
+
+def max_positions(model) -> int | None:
+    """The positions the model holds (prompt and new tokens together), None where its config names none."""
+    c = model.config
+    return getattr(c, "max_position_embeddings", None) or getattr(c, "n_positions", None)
 
 
 def load_model(spec: str, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False,

@@ -28,11 +28,10 @@ from e2wm.train.data import Example, GeneralText, GlobalBatches, collate, deal, 
 from e2wm.train.ds_config import deepspeed_config, offloads_optimizer, zero_stage
 from e2wm.train.export import KL_CORPUS, RUN_INFO, export
 from e2wm.train.metrics import Logger, count_params, flops_per_token, peak_flops
-from e2wm.train.model import (TINY, add_lora, base_name, fan_in_fan_out, load_model, load_tokenizer, lora_pairs,
-                              model_config)
+from e2wm.train.model import (DTYPES, TINY, add_lora, base_name, fan_in_fan_out, load_model, load_tokenizer,
+                              lora_pairs, model_config)
 from e2wm.train.objective import row_normalisers, weighted_token_loss
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # called with the number of steps done after each step (and its checkpoint): tests inject faults here
 # (tests/train/kill_worker.py kills every rank at a step), never a user-facing config field
 STEP_HOOKS: list = []

@@ -29,7 +29,8 @@ def test_auto_precision_is_fp32_on_cpu_and_the_budget_caps_each_device():
     budget = placement.memory_budget([], 1.5)
     assert set(budget) == {"cpu"} and budget["cpu"] > 0
     cfg = EvalConfig(placement="spread")
-    assert placement.device_map(cfg) == {"": torch.device("cpu")} and placement.max_memory(cfg) is None   # CPU: one device
+    assert placement.device_map(cfg) == {"": torch.device("cpu")}   # CPU: one device, spread is replicate
+    assert placement.max_memory(cfg) is None
 
 
 @pytest.mark.parametrize("name,value", [("precision", "half"), ("placement", "shard")])
