@@ -29,7 +29,7 @@ from e2wm.eval.executability import execute
 from e2wm.eval.generate import generate
 from e2wm.eval.metrics import exact_match, lcs_ratio, rouge
 from e2wm.eval import placement
-from e2wm.eval.scoring import choose_many
+from e2wm.eval.scoring import choose_many, prompts_cut
 
 
 def suite_files(cfg: EvalConfig) -> list[Path]:
@@ -97,11 +97,14 @@ def _with_adapter(model, cfg: EvalConfig, shapes: dict | None = None):
         raise E2WMError(f"--adapter {path}: does not fit {cfg.model}: {why}") from None
 
 
-def _mc_items(model, tok, rows, cfg: EvalConfig, calibration: dict) -> list[dict[str, int]]:
-    """The option each normalisation picks for each row (`choose_many`, `--mc-batch` rows scored together);
-    `calibration`: the run's "Answer:" scores by option list, each list scored once per run."""
-    picks = choose_many(model, tok, [(r["input"], r["answer_list"]) for r in rows], calibration, cfg.mc_batch)
-    return [{norm: best for norm, (best, _) in p.items()} for p in picks]
+def _mc_items(model, tok, rows, cfg: EvalConfig, calibration: dict) -> list[tuple[dict[str, int], bool]]:
+    """The option each normalisation picks for each row (`choose_many`, `--mc-batch` rows scored together), and
+    whether its prompt was cut to fit the model's positions; `calibration`: the run's "Answer:" scores by option
+    list, each list scored once per run."""
+    items = [(r["input"], r["answer_list"]) for r in rows]
+    picks = choose_many(model, tok, items, calibration, cfg.mc_batch)
+    cuts = prompts_cut(model, tok, items)
+    return [({norm: best for norm, (best, _) in p.items()}, cut) for p, cut in zip(picks, cuts)]
 
 
 def _mc(spec, rows, picks) -> dict:
@@ -181,8 +184,8 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
             rows = rows[: cfg.limit] if cfg.limit else rows
             t0 = time.perf_counter()
             items = _items(model, tok, kind, rows, cfg, rank, world, calibration)
-            cut = {} if kind == "mc" else {"truncated_prompts": sum(c for _, c in items)}   # cut to fit positions
-            items = items if kind == "mc" else [p for p, _ in items]
+            cut = {"truncated_prompts": sum(c for _, c in items)}   # prompts cut to fit the model's positions
+            items = [p for p, _ in items]
             spec, source = specs[name]
             scored = {"spec_source": source, **(_mc if kind == "mc" else _gen)(spec, rows, items)}
             results["suites"][name] = {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),

@@ -46,9 +46,11 @@ class OptionScore:
 Encoded = list[tuple[list[int], int]]   # (ids, start) per option of one item
 
 
-def _encode_many(tokenizer, items: list[tuple[str, list[str]]]) -> list[Encoded]:
+def _encode_many(tokenizer, items: list[tuple[str, list[str]]], limit: int | None = None) -> list[Encoded]:
     """Per item, (ids, start) per option: f"{prompt} {option}" without trailing special tokens, whose
-    ids[start:] are scored; ValueError if an option has no token, or no token precedes it."""
+    ids[start:] are scored; ValueError if an option has no token, or no token precedes it. Where an item's
+    longest encoding exceeds the model's `limit` positions, every option of it loses the same number of
+    leading prompt tokens (its question and the options stay; `bounded` does the same for generation)."""
     pairs = [(p, o) for p, options in items for o in options]
     flat = iter(encode_pairs(tokenizer, pairs)) if pairs else iter(())
     out = []
@@ -64,8 +66,24 @@ def _encode_many(tokenizer, items: list[tuple[str, list[str]]]) -> list[Encoded]
             if start == 0:
                 raise ValueError(f"no token precedes option {o!r} (an empty prompt, and no BOS)")
             enc.append((ids, start))
-        out.append(enc)
+        out.append(_bound(enc, limit, options))
     return out
+
+
+def _bound(enc: Encoded, limit: int | None, options: list[str]) -> Encoded:
+    excess = max(len(ids) for ids, _ in enc) - limit if limit else 0
+    if excess <= 0:
+        return enc
+    if any(start - excess < 1 for _, start in enc):
+        raise ValueError(f"an option of {options!r} leaves no room for its prompt in the model's {limit} positions")
+    return [(ids[excess:], start - excess) for ids, start in enc]
+
+
+def prompts_cut(model, tokenizer, items: list[tuple[str, list[str]]]) -> list[bool]:
+    """Whether each item's prompt loses leading tokens to fit the model's positions (as `option_scores_many`
+    scores it)."""
+    limit = max_positions(model)
+    return [bool(limit) and max(len(ids) for ids, _ in e) > limit for e in _encode_many(tokenizer, items)]
 
 
 def _shared(enc: Encoded) -> int:
@@ -84,10 +102,10 @@ def option_scores_many(model, tokenizer, items: list[tuple[str, list[str]]], bat
     entries (option rows x padded prefix; a lone item may exceed it): long prompts batch fewer items."""
     if batch < 1:
         raise ValueError(f"batch {batch}: must be at least 1")
-    enc = _encode_many(tokenizer, items)
+    limit = max_positions(model)   # a batch's padded prefix + options must fit the model's positions
+    enc = _encode_many(tokenizer, items, limit)
     shared = [_shared(e) for e in enc]
     tails = [max(len(ids) for ids, _ in e) - s for e, s in zip(enc, shared)]
-    limit = max_positions(model)   # a batch's padded prefix + options must fit the model's positions
     out: list = [None] * len(items)
     group: list[int] = []
     for i in sorted(range(len(items)), key=lambda i: (shared[i], tails[i])):   # prefixes ascending

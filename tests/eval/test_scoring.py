@@ -200,7 +200,7 @@ def test_production_picks_with_choose_many_and_scores_the_calibration_once_per_o
         values = {"ln": [s.mean for s in scores], "un": [s.logprob - b.logprob for s, b in zip(scores, base)]}
         return {n: max(range(len(v)), key=lambda i: (v[i], -i)) for n, v in values.items()}
 
-    want = [before(r) for r in rows]
+    want = [(before(r), False) for r in rows]   # (picks, prompt cut)
     prompts, real = [], scoring.option_scores_many
     monkeypatch.setattr(scoring, "option_scores_many",
                         lambda m, t, items, b=16: prompts.extend(p for p, _ in items) or real(m, t, items, b))
@@ -213,3 +213,29 @@ def test_production_picks_with_choose_many_and_scores_the_calibration_once_per_o
     for r, got in zip(rows, together):   # the values too, against `choose` (one item at a time)
         one = choose(model, tok, r["input"], r["answer_list"])
         assert all(abs(x - y) <= 2e-5 for n in one for x, y in zip(got[n][1], one[n][1]))
+
+
+def test_a_prompt_beyond_the_models_positions_loses_its_first_tokens_and_is_counted():
+    """A GPT-Neo (learned positions) holding 48 positions scores a 150-token prompt as its last tokens: every option
+    equals the naive full forward of the cut string's ids, and `prompts_cut` says which items were cut."""
+    from transformers import GPTNeoConfig, GPTNeoForCausalLM
+
+    from e2wm.eval.scoring import prompts_cut
+    torch.manual_seed(0)
+    tok = byte_tokenizer()
+    model = GPTNeoForCausalLM(GPTNeoConfig(vocab_size=len(tok), hidden_size=32, num_layers=2, num_heads=4,
+                                           attention_types=[[["global", "local"], 1]], window_size=16,
+                                           max_position_embeddings=48)).eval()
+    long_prompt, short_prompt = "Sue took the cup to the kitchen. " * 5, "Where?"
+    items = [(long_prompt, ["desk", "kitchen sink"]), (short_prompt, ["desk", "bed"])]
+    assert prompts_cut(model, tok, items) == [True, False]
+    got = option_scores_many(model, tok, items, batch=2)
+    for (prompt, options), scores in zip(items, got):
+        for option, score in zip(options, scores):
+            ids, start = _joined(tok, prompt, option)
+            excess = max(0, max(len(_joined(tok, prompt, o)[0]) for o in options) - 48)
+            ids, start = ids[excess:], start - excess
+            with torch.no_grad():
+                logp = torch.log_softmax(model(torch.tensor([ids])).logits[0].double(), -1)
+            want = sum(float(logp[j - 1, ids[j]]) for j in range(start, len(ids)))
+            assert abs(score.logprob - want) <= 1e-5 and len(ids) <= 48
