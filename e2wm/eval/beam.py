@@ -17,12 +17,11 @@ leaves the batch at once (its rows dropped from the cache), where `generate` car
 The masks and additions are transformers' own, in its order, so the scores agree to the bit."""
 from __future__ import annotations
 
-import inspect
-
 import torch
 from transformers.cache_utils import DynamicLayer
 
 from e2wm.eval.placement import input_device
+from e2wm.eval.prefill import base_model as _base, cache_of, prefill
 
 NEG = -1.0e9   # transformers' "never" score
 
@@ -45,15 +44,6 @@ def plain(model) -> bool:
         return False
     g, d = getattr(model, "generation_config", None), GenerationConfig()
     return g is None or all(getattr(g, f, None) == getattr(d, f, None) for f in _SPECIAL)
-
-
-def _base(model):
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
-def _cache_of(out):
-    c = getattr(out, "cache", None)
-    return c if c is not None else getattr(out, "past_key_values", None)
 
 
 class _RoomyLayer(DynamicLayer):
@@ -112,23 +102,15 @@ class _Rows:
 
     def __init__(self, model, prompts: list[list[int]], pad: int, room: int):
         self.model, self.device = model, input_device(model)
-        n = max(map(len, prompts))
-        ids = torch.tensor([[pad] * (n - len(p)) + p for p in prompts], device=self.device)
-        mask = torch.tensor([[0] * (n - len(p)) + [1] * len(p) for p in prompts], device=self.device)
-        pos = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)   # transformers' position ids for left padding
-        self.mask = None if bool(mask.all()) else mask          # no padding: no mask, as `generate` does
-        self.pos = pos[:, -1:]
-        self.cache = None
-        keep = "logits_to_keep" in inspect.signature(_base(model).forward).parameters
-        self.extra = {"logits_to_keep": 1} if keep else {}
-        self.logits = self._forward(ids, pos)
-        self.start = n   # the padded prompt: rows of one prompt share it
+        first = prefill(model, prompts, pad)
+        self.cache, self.mask, self.logits = first.cache, first.mask, first.last.float()
+        self.pos = torch.tensor([[len(p) - 1] for p in prompts], device=self.device)
+        self.start = first.width   # the padded prompt: rows of one prompt share it
         _make_roomy(self.cache, room)
 
     def _forward(self, ids, pos) -> torch.Tensor:
-        out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=pos, cache=self.cache, use_cache=True,
-                         **self.extra)
-        self.cache = _cache_of(out)
+        out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=pos, cache=self.cache, use_cache=True)
+        self.cache = cache_of(out)
         return out.logits[:, -1, :].float()
 
     def select(self, idx: torch.Tensor, same_prompt: bool = False):

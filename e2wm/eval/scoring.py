@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from e2wm.eval.placement import input_device
+from e2wm.eval.prefill import prefill
 from e2wm.train.model import max_positions
 from e2wm.train.tokens import drop_trailing_specials, encode_pairs
 
@@ -134,13 +135,9 @@ def _score(model, tokenizer, enc: list[Encoded], shared: list[int]) -> list[list
     owner_t = torch.tensor(owner, device=device)
     past, last = {}, None
     if width:
-        heads = torch.tensor([[pad] * (width - s) + e[0][0][:s] for e, s in zip(enc, shared)], device=device)
-        mask = torch.tensor(head_mask, device=device)
-        out = model(heads, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0), use_cache=True,
-                    logits_to_keep=1)
-        name = "cache" if "cache" in out else "past_key_values"   # transformers renamed it in 5.x
-        out[name].batch_select_indices(owner_t)   # each item's cache, once per option
-        past, last = {name: out[name]}, out.logits[:, -1]          # last: predicts each item's token `shared`
+        first = prefill(model, [e[0][0][:s] for e, s in zip(enc, shared)], pad)
+        first.cache.batch_select_indices(owner_t)   # each item's cache, once per option
+        past, last = {"cache": first.cache}, first.last   # last: predicts each item's token `shared`
     ids = torch.tensor([r + [pad] * (wide - len(r)) for r in rests], device=device)
     rows_mask = [head_mask[i] + [1] * len(r) + [0] * (wide - len(r)) for i, r in zip(owner, rests)]
     mask = torch.tensor(rows_mask, device=device)

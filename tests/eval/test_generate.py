@@ -107,10 +107,11 @@ def test_beams_equal_transformers_generate_as_items_leave_the_batch(kind, beams,
 
 def test_greedy_rows_leave_the_batch_and_order_is_kept(tok, prompts):
     model = _model("llama", tok)
-    rows = []
-    model.register_forward_pre_hook(lambda m, a, kw: rows.append(kw["input_ids"].shape[0]), with_kwargs=True)
+    first, rows = [], []   # rows of the prompt passes, and of each decoding step
+    model.register_forward_pre_hook(lambda m, a, kw: (rows if kw.get("cache") is not None else first).append(
+        kw["input_ids"].shape[0]), with_kwargs=True)
     out = generate(model, tok, prompts, 1, NEW, batch=len(prompts))
-    assert rows[0] == len(prompts) and min(rows) < len(prompts)
+    assert sum(first) == len(prompts) and rows == sorted(rows, reverse=True) and rows[-1] < len(prompts)
     assert [p for p, _ in out] == [_alone(model, tok, p, 1, end_ids(tok)) for p in prompts]
     assert generate(model, tok, prompts[::-1], 1, NEW, batch=4) == out[::-1]
 
@@ -184,7 +185,8 @@ def test_llama_beams_share_their_prompt_and_give_the_same_text_as_beams_with_a_c
     for kind, shared in (("llama", True), ("gpt-neo", False)):
         model = _model(kind, tok)
         shapes = []
-        model.register_forward_pre_hook(lambda m, a, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+        model.register_forward_pre_hook(lambda m, a, kw: shapes.append(tuple(kw["input_ids"].shape)) if kw.get(
+            "cache") is not None else None, with_kwargs=True)   # the decoding steps (prompt passes aside)
         tree = beam_search(model, ids, 4, NEW, 0, ends)
-        assert (shapes[1] == (len(ids), 4)) is shared and (shapes[1] == (4 * len(ids), 1)) is not shared
+        assert (shapes[0] == (len(ids), 4)) is shared and (shapes[0] == (4 * len(ids), 1)) is not shared
         assert tree == beam_search(model, ids, 4, NEW, 0, ends, shared_prompt=False)
