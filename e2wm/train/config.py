@@ -118,9 +118,10 @@ class RegularizerConfig:
     kind: Literal["none", "ewc_lora", "ewc", "kl"] = "ewc_lora"
     lam: float = field(default=2.0, **_help("λ, the weight of the penalty", range=(0.0, 1e12)))
     fisher: str = field(default="", **_help("an `e2wm fisher` output (ewc_lora, ewc)"))
-    fisher_scale: Literal["e2wm_int8", "raw", "mean"] = field(default="e2wm_int8", **_help(
+    fisher_scale: Literal["e2wm_int8", "raw", "mean", "uniform"] = field(default="e2wm_int8", **_help(
         "what the penalty multiplies: e2wm_int8 (E2WM's row-wise int8 codes of F, 0-127, on which its λ was "
-        "set), raw (F as computed) or mean (F / its mean over the covered weights)"))
+        "set), raw (F as computed), mean (F / its mean over the covered weights) or uniform (1 everywhere: "
+        "the L2 control, as strong as mean at the same λ)"))
     corpus: str = field(default="builtin:pydoc", **_help("general text for `kl` (as `e2wm fisher --corpus`)"))
     kl_batch_size: int = field(default=4, **_help("general-text rows per step for `kl`, over all ranks",
                                                   range=(1, MAX_ROWS)))

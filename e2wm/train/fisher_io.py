@@ -15,6 +15,10 @@ What the penalty multiplies is a named choice (`SCALES`, `regularizer.fisher_sca
   gives zero codes; fp16 flushes tiny values to zero as E2WM's checkpoint did.
 * ``raw``: F as computed (its entries are tiny: E2WM's λ on it is plain LoRA).
 * ``mean``: F divided by its mean over every covered weight, so λ means the same on any model size.
+* ``uniform``: 1 on every covered weight, whatever F says: an L2 pull of s·B·A towards zero. The control
+  that isolates the Fisher: at the same λ it has the strength of ``mean`` (λ · mean F = λ for both), so
+  any difference between the two is the Fisher's weighting. The file is still read and checked, so the
+  control covers exactly the weights the EWC-LoRA run covers.
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ from e2wm.errors import E2WMError
 from e2wm.files import atomic_file, input_file
 
 FISHER_FILE = "fisher.safetensors"
-SCALES = ("e2wm_int8", "raw", "mean")
+SCALES = ("e2wm_int8", "raw", "mean", "uniform")
 
 
 def save_fisher(out_dir, tensors: dict[str, torch.Tensor], metadata: dict, name: str = FISHER_FILE) -> Path:
@@ -218,6 +222,8 @@ def _scaled_rows(rows: torch.Tensor, scale: str) -> torch.Tensor:
     """Whole rows of a stored Fisher, checked, on the `scale` the penalty multiplies (before `mean`)."""
     if not bool(torch.isfinite(rows).all()) or bool((rows < 0).any()):
         raise ValueError("holds NaN, Infinity or negative values; not a Fisher diagonal")
+    if scale == "uniform":
+        return torch.ones_like(rows)
     if scale != "e2wm_int8":
         return rows
     if not bool(torch.isfinite(rows.to(torch.float16)).all()):

@@ -102,6 +102,25 @@ def test_mean_scale_divides_by_the_mean_over_covered_weights(tmp_path):
     assert torch.allclose(got["a"], a / mean) and torch.allclose(got["b"], b / mean)
 
 
+def test_uniform_scale_is_one_on_every_covered_weight_and_as_strong_as_mean(tmp_path, monkeypatch):
+    """The control arm: 1 wherever the Fisher covers a weight (its mean is then 1, as `mean`'s is), zero padding
+    in a ZeRO-3 partition; the file is still checked."""
+    import torch.distributed as dist
+    a, b = torch.tensor([[3.0, 0.0], [1e-8, 7.0]]), torch.tensor([0.0, 2.0, 5.0])
+    path = _saved(tmp_path, {"a": a, "b": b})
+    params = {"a": torch.empty(2, 2), "b": torch.empty(3)}
+    got = read_for_params(path, params, "cpu", scale="uniform")
+    assert torch.equal(got["a"], torch.ones(2, 2)) and torch.equal(got["b"], torch.ones(3))
+    mean = read_for_params(path, params, "cpu", scale="mean")
+    assert torch.cat([v.flatten() for v in mean.values()]).mean().item() == pytest.approx(1.0)
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
+    part = read_for_params(path, {"b": _Part((3,), 2)}, "cpu", scale="uniform")["b"]
+    assert part.tolist() == [1.0, 0.0]   # rank 1 holds element 2 and one element of padding
+    bad = _saved(tmp_path, {"a": torch.tensor([[float("nan"), 1.0], [1.0, 1.0]]), "b": b})
+    with pytest.raises(E2WMError, match="NaN"):
+        read_for_params(bad, params, "cpu", scale="uniform")
+
+
 def test_unrepresentable_in_fp16_is_named_for_e2wm_int8(tmp_path):
     path = _saved(tmp_path, {"w": torch.tensor([[1e6, 1.0]])})
     with pytest.raises(E2WMError, match=r"w exceeds fp16's range.*fisher_scale raw or mean"):
