@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import statistics
 import time
 from pathlib import Path
@@ -27,9 +28,10 @@ from e2wm.eval.config import EvalConfig
 from e2wm.files import input_file, make_dir, output_dir, write_atomic, write_json
 from e2wm.eval.executability import execute
 from e2wm.eval.generate import generate
-from e2wm.eval.metrics import exact_match, lcs_ratio, rouge
+from e2wm.eval.intervals import bootstrap, settings
+from e2wm.eval.metrics import exact_match, lcs_ratio, rouge_items
 from e2wm.eval import placement
-from e2wm.eval.scoring import choose_many, prompts_cut
+from e2wm.eval.scoring import choose_many, option_scores_many, prompts_cut
 
 
 def suite_files(cfg: EvalConfig) -> list[Path]:
@@ -107,12 +109,24 @@ def _mc_items(model, tok, rows, cfg: EvalConfig, calibration: dict) -> list[tupl
     return [({norm: best for norm, (best, _) in p.items()}, cut) for p, cut in zip(picks, cuts)]
 
 
+def _answer_nll(model, tok, rows) -> list[float]:
+    """Each row's answer's mean per-token negative log-likelihood after its prompt: a generation row's `ref`, a
+    multiple-choice row's correct option, scored as the one option of its row (`option_scores_many`: the answer
+    tokens of the training row f"{input} {answer}\\n" less its newline). Each row is scored alone: a batch's
+    float sums differ in the last bits with the items beside it, which differ with the rank count (and
+    `choose_many`'s batches with the calibration cache), so only this way do 2 ranks write the bytes of 1."""
+    answers = [(r["input"], [r["ref"] if "ref" in r else r["answer"]]) for r in rows]
+    return [-s.mean for (s,) in option_scores_many(model, tok, answers, batch=1)]
+
+
 def _mc(spec, rows, picks) -> dict:
-    n = len(rows)
-    right = {norm: sum(p[norm] == r["answer_list"].index(r["answer"]) for r, p in zip(rows, picks)) / n
+    """Accuracy under both normalisations, the declared one the headline; per item, its 0/1 under that one."""
+    right = {norm: [float(p[norm] == r["answer_list"].index(r["answer"])) for r, p in zip(rows, picks)]
              for norm in NORMS}
+    by_norm = {norm: statistics.mean(v) for norm, v in right.items()}
     return {"metric": "accuracy", "normalisation": spec.normalisation,
-            "accuracy": right[spec.normalisation], "accuracy_by_norm": right}
+            "accuracy": by_norm[spec.normalisation], "accuracy_by_norm": by_norm,
+            "per_item": {"score": right[spec.normalisation]}}
 
 
 def _generate(model, tok, rows, cfg: EvalConfig) -> list[tuple[str, bool]]:
@@ -122,13 +136,15 @@ def _generate(model, tok, rows, cfg: EvalConfig) -> list[tuple[str, bool]]:
 
 
 def _gen(spec, rows, preds) -> dict:
-    """The suite's declared metric (`spec`, a `SuiteSpec`) and exact match; executability where rows carry a world."""
+    """The suite's declared metric (`spec`, a `SuiteSpec`) and exact match; executability where rows carry a world;
+    per item, its value of the headline metric (`headline`); how many predictions are empty."""
     refs = [r["ref"] for r in rows]
-    out: dict = {"metric": spec.metric, "exact_match": statistics.mean(map(exact_match, preds, refs))}
+    items = {"exact_match": list(map(exact_match, preds, refs))}
     if spec.metric == "lcs":
-        out["lcs"] = statistics.mean(lcs_ratio(p, r) for p, r in zip(preds, refs))
+        items["lcs"] = list(map(lcs_ratio, preds, refs))
     elif spec.metric == "rouge":
-        out.update(rouge(preds, refs))
+        items.update(rouge_items(preds, refs))
+    out: dict = {"metric": spec.metric, **{k: statistics.mean(v) for k, v in items.items()}}   # as `rouge` too
     if spec.world:
         runs = [execute(p, r["world"]) for p, r in zip(preds, rows)]
         out["executability"] = {"step_fraction": statistics.mean(e.fraction for e in runs),
@@ -137,18 +153,42 @@ def _gen(spec, rows, preds) -> dict:
     elif spec.metric == "rouge":
         out["executability"] = "not applicable (the rows carry no world)"
     out["examples"] = [{"prediction": p, "reference": r} for p, r in list(zip(preds, refs))[:3]]
+    out["empty_predictions"] = sum(not p.strip() for p in preds)
+    out["per_item"] = {"score": items[_HEADLINE_KEY.get(spec.metric, spec.metric)]}
     return out
 
 
-def _items(model, tok, kind: str, rows, cfg: EvalConfig, rank: int, world: int, calibration: dict | None = None
-           ) -> list:
-    """Every row's outcome (picks, or a prediction and whether its prompt was cut): this rank scores rows
-    rank, rank + world, ..., and the ranks swap theirs, so every rank holds them all in row order.
-    `calibration`: the run's multiple-choice calibration cache (`_mc_items`; a fresh one if not given)."""
+def _summary(values: list[float]) -> dict:
+    """A suite figure: its mean over the items and that mean's bootstrap interval (`intervals.bootstrap`);
+    low and high are None for no items or a non-finite value (the mean then None in results.json)."""
+    finite = bool(values) and all(map(math.isfinite, values))
+    low, high = bootstrap(values) if finite else (None, None)
+    return {"mean": statistics.mean(values) if values else None, "low": low, "high": high}
+
+
+def _with_intervals(s: dict, nll: list[float]) -> dict:
+    """The suite's entry `s` with its answer NLL and the intervals: the headline's from its per-item
+    scores (where `_mc` / `_gen` gave them), and the per-item values last."""
+    per_item = {**s.pop("per_item", {}), "answer_nll": nll}
+    if "score" in per_item:
+        head = _summary(per_item["score"])
+        s["interval"] = None if head["low"] is None else {"low": head["low"], "high": head["high"], **settings()}
+    return {**s, "answer_nll": _summary(nll), "per_item": per_item}
+
+
+def _items(model, tok, kind: str, rows, cfg: EvalConfig, rank: int, world: int, calibration: dict | None = None,
+           answer_nll: bool = False) -> list:
+    """Every row's outcome (picks, or a prediction, and whether its prompt was cut; with `answer_nll` also the
+    answer's mean per-token NLL, `_answer_nll`): this rank scores rows rank, rank + world, ..., and the ranks
+    swap theirs, so every rank holds them all in row order. `calibration`: the run's multiple-choice
+    calibration cache (`_mc_items`; a fresh one if not given)."""
     idx = [i for i in range(len(rows)) if i % world == rank]
     calibration = {} if calibration is None else calibration
-    mine = dict(zip(idx, _mc_items(model, tok, [rows[i] for i in idx], cfg, calibration) if kind == "mc"
-                    else _generate(model, tok, [rows[i] for i in idx], cfg)))
+    part = [rows[i] for i in idx]
+    nll = _answer_nll(model, tok, part) if answer_nll else None   # first: an answer of no tokens fails fast
+    outcomes = (_mc_items(model, tok, part, cfg, calibration) if kind == "mc" else _generate(model, tok, part, cfg))
+    outcomes = outcomes if nll is None else [(*o, x) for o, x in zip(outcomes, nll)]
+    mine = dict(zip(idx, outcomes))
     if world > 1:
         import torch.distributed as dist
         parts = [None] * world
@@ -183,13 +223,18 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
         for name, (path, kind, rows) in suites.items():
             rows = rows[: cfg.limit] if cfg.limit else rows
             t0 = time.perf_counter()
-            items = _items(model, tok, kind, rows, cfg, rank, world, calibration)
-            cut = {"truncated_prompts": sum(c for _, c in items)}   # prompts cut to fit the model's positions
-            items = [p for p, _ in items]
+            try:
+                items = _items(model, tok, kind, rows, cfg, rank, world, calibration, answer_nll=True)
+            except ValueError as e:   # an option or reference of no tokens, or no token before it
+                raise E2WMError(f"{path}: cannot score its answers: {e}") from None
+            cut = {"truncated_prompts": sum(c for _, c, _ in items)}   # prompts cut to fit the model's positions
+            nll = [x for _, _, x in items]
+            items = [p for p, _, _ in items]
             spec, source = specs[name]
             scored = {"spec_source": source, **(_mc if kind == "mc" else _gen)(spec, rows, items)}
-            results["suites"][name] = {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                                       "format": kind, "n": len(rows), **scored, **cut}
+            results["suites"][name] = _with_intervals(
+                {"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "format": kind,
+                 "n": len(rows), **scored, **cut}, nll)
             log(f"  {name:<28} {kind}  n={len(rows):<5} " + _headline(results["suites"][name])
                 + f"  ({time.perf_counter() - t0:.1f} s on {world} rank{'s' if world > 1 else ''})")
         if texts is not None:
@@ -267,26 +312,50 @@ def _fisher_meta(spec: str) -> dict:
         return fisher_metadata(fh, fisher_path(spec), "--fisher")[0]
 
 
+_HEADLINE_KEY = {"rouge": "rougeL"}   # the key of a suite's headline value, by metric (else the metric's name)
+AXIS_NAMES = {"rouge": "ROUGE-L F", "lcs": "LCS ratio", "exact_match": "exact match"}   # charts' y axes
+
+
 def headline(s: dict) -> tuple[str, float]:
     """The suite's headline (label, value): accuracy under its default normalisation, ROUGE-L, LCS
-    or exact match."""
+    or exact match (its per-item values: `per_item.score`)."""
     m = s["metric"]
     if m == "accuracy":
         return f"accuracy ({s['normalisation']})", s["accuracy"]
-    return ("rougeL", s["rougeL"]) if m == "rouge" else (m, s[m])
+    key = _HEADLINE_KEY.get(m, m)
+    return key, s[key]
+
+
+def axis_name(s: dict) -> str:
+    """The headline metric as a chart's axis names it: "accuracy (ln)", "ROUGE-L F", "LCS ratio", "exact match"."""
+    return headline(s)[0] if s["metric"] == "accuracy" else AXIS_NAMES[s["metric"]]
+
+
+def with_interval(value, interval, digits: int = 4) -> str:
+    """`value` and, where there is one, its interval: "0.5000 [0.4000, 0.6000]"."""
+    text = f"{value:.{digits}f}" if isinstance(value, (int, float)) else "n/a"
+    if isinstance(interval, dict) and interval.get("low") is not None:
+        text += f" [{interval['low']:.{digits}f}, {interval['high']:.{digits}f}]"
+    return text
 
 
 def _headline(s: dict) -> str:
     label, value = headline(s)
-    return f"{label} {value:.3f}"
+    return (f"{label} {with_interval(value, s.get('interval'), 3)}, answer NLL "
+            f"{with_interval(s['answer_nll']['mean'], s['answer_nll'], 3)}")
 
 
 def _markdown(r: dict) -> str:
+    level = f"{settings()['level']:.0%}"
     lines = [f"# e2wm eval: {r['model']}" + (f" + {r['adapter']}" if r["adapter"] else ""), "",
-             "| suite | n | metric | value |", "|---|---|---|---|"]
-    lines += [f"| {n} | {s['n']} | {headline(s)[0]} | {headline(s)[1]:.4f} |" for n, s in r["suites"].items()]
+             f"Each value with its {level} percentile bootstrap interval over the items [low, high]. Answer NLL: "
+             "the mean over items of the reference answer's (multiple choice: the correct option's) mean "
+             "per-token negative log-likelihood after the prompt (nats; lower is better).", "",
+             "| suite | n | metric | value | answer NLL |", "|---|---|---|---|---|"]
+    lines += [f"| {n} | {s['n']} | {headline(s)[0]} | {with_interval(headline(s)[1], s.get('interval'))} | "
+              f"{with_interval(s['answer_nll']['mean'], s['answer_nll'])} |" for n, s in r["suites"].items()]
     if "perplexity" in r:
         p = r["perplexity"]
-        lines.append(f"| perplexity ({p['corpus']}) | {p['documents']} docs | e^NLL | {p['ppl']:.4f} |")
-        lines.append(f"| (E2WM's 2^NLL, for comparison only) | | 2^NLL | {p['ppl_base2_e2wm']:.4f} |")
+        lines.append(f"| perplexity ({p['corpus']}) | {p['documents']} docs | e^NLL | {p['ppl']:.4f} | |")
+        lines.append(f"| (E2WM's 2^NLL, for comparison only) | | 2^NLL | {p['ppl_base2_e2wm']:.4f} | |")
     return "\n".join(lines) + "\n"

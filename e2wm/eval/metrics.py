@@ -3,6 +3,7 @@
 lists, and exact match."""
 from __future__ import annotations
 
+import statistics
 from functools import lru_cache
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
@@ -19,16 +20,20 @@ def _scorer():
     return rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
 
 
+def rouge_items(predictions, references) -> dict[str, list[float]]:
+    """Each pair's ROUGE-1/2/L F-measure (0..1), by type: the per-item values `rouge` averages."""
+    pairs = list(zip(predictions, references, strict=True))
+    out: dict[str, list[float]] = {name: [] for name in ROUGE_TYPES}
+    for pred, ref in pairs:
+        scores = _scorer().score(ref, pred)
+        for name in ROUGE_TYPES:
+            out[name].append(scores[name].fmeasure)
+    return out
+
+
 def rouge(predictions, references) -> dict[str, float]:
     """Mean ROUGE-1/2/L F-measure over the pairs (0..1)."""
-    pairs = list(zip(predictions, references, strict=True))
-    if not pairs:
-        return dict.fromkeys(ROUGE_TYPES, 0.0)
-    totals = dict.fromkeys(ROUGE_TYPES, 0.0)
-    for pred, ref in pairs:
-        for name, score in _scorer().score(ref, pred).items():
-            totals[name] += score.fmeasure
-    return {name: total / len(pairs) for name, total in totals.items()}
+    return {name: statistics.mean(v) if v else 0.0 for name, v in rouge_items(predictions, references).items()}
 
 
 def lcs_ratio(prediction: str, reference: str) -> float:
