@@ -39,22 +39,32 @@ def bounded(model, tok, prompt: str, max_new_tokens: int) -> tuple[list[int], bo
     return ids[-(limit - max_new_tokens):], len(ids) + max_new_tokens > limit
 
 
+def plan(model, tok, prompts: list[str], batch: int, max_new_tokens: int) -> list[list[int]]:
+    """The batches (lists of prompt indices) `generate` decodes `prompts` in: by bounded length (ties in input
+    order), `batch` at a time; one at a time, input order. Ranks deal these out (`generate(groups=...)`), so
+    each batch is the one a single process would decode."""
+    return _plan([len(bounded(model, tok, p, max_new_tokens)[0]) for p in prompts], batch)
+
+
+def _plan(lengths: list[int], batch: int) -> list[list[int]]:
+    order = list(range(len(lengths)))
+    if batch > 1:   # prompts of like length together: less padding
+        order.sort(key=lambda i: lengths[i])
+    return [order[k:k + batch] for k in range(0, len(order), batch)]
+
+
 def generate(model, tok, prompts: list[str], num_beams: int, max_new_tokens: int, batch: int = 16,
-             newline: bool = True) -> list[tuple[str, bool]]:
+             newline: bool = True, groups: list[list[int]] | None = None) -> list[tuple[str, bool] | None]:
     """(first line of the continuation, prompt cut) of each prompt, in input order, decoded `batch` prompts at a
-    time (prompts of like length together); each ends at its first newline, or (`newline` False, E2WM's way) only
-    at EOS or `max_new_tokens`. Greedy for `num_beams` 1, else beam search; the same text as transformers'
-    `generate` on each prompt alone."""
+    time (`plan`'s batches; `groups`: only these of them, the other entries None); each ends at its first
+    newline, or (`newline` False, E2WM's way) only at EOS or `max_new_tokens`. Greedy for `num_beams` 1, else
+    beam search; the same text as transformers' `generate` on each prompt alone."""
     ends = end_ids(tok) if newline else frozenset([tok.eos_token_id])
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     items = [bounded(model, tok, p, max_new_tokens) for p in prompts]
     fast = plain(model)
-    order = list(range(len(items)))
-    if batch > 1:   # prompts of like length together: less padding (one at a time: their own order)
-        order.sort(key=lambda i: len(items[i][0]))
-    out: list[str | None] = [None] * len(items)
-    for k in range(0, len(order), batch):
-        part = order[k:k + batch]
+    out: list = [None] * len(items)
+    for part in _plan([len(ids) for ids, _ in items], batch) if groups is None else groups:
         ids = [items[i][0] for i in part]
         if not fast:
             rows = _generate(model, ids, num_beams, max_new_tokens, pad, ends)
@@ -64,8 +74,8 @@ def generate(model, tok, prompts: list[str], num_beams: int, max_new_tokens: int
             rows = beam_search(model, ids, num_beams, max_new_tokens, pad, ends)
         for i, row in zip(part, rows):   # up to its first end token
             row = row[:next((j + 1 for j, t in enumerate(row) if t in ends), len(row))]
-            out[i] = first_line(tok.decode(row, skip_special_tokens=True))
-    return [(text, cut) for text, (_, cut) in zip(out, items)]
+            out[i] = (first_line(tok.decode(row, skip_special_tokens=True)), items[i][1])
+    return out
 
 
 @torch.no_grad()

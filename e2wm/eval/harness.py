@@ -27,11 +27,11 @@ from e2wm.errors import E2WMError
 from e2wm.eval.config import EvalConfig
 from e2wm.files import input_file, make_dir, output_dir, write_atomic, write_json
 from e2wm.eval.executability import execute
-from e2wm.eval.generate import generate
+from e2wm.eval.generate import generate, plan as gen_plan
 from e2wm.eval.intervals import bootstrap, settings
 from e2wm.eval.metrics import exact_match, lcs_ratio, rouge_items
 from e2wm.eval import placement
-from e2wm.eval.scoring import choose_many, option_scores_many, prompts_cut
+from e2wm.eval.scoring import choose_many, option_scores_many, plan, prompts_cut
 
 
 def suite_files(cfg: EvalConfig) -> list[Path]:
@@ -99,26 +99,6 @@ def _with_adapter(model, cfg: EvalConfig, shapes: dict | None = None):
         raise E2WMError(f"--adapter {path}: does not fit {cfg.model}: {why}") from None
 
 
-def _mc_items(model, tok, rows, cfg: EvalConfig, calibration: dict) -> list[tuple[dict[str, int], bool]]:
-    """The option each normalisation picks for each row (`choose_many`, `--mc-batch` rows scored together), and
-    whether its prompt was cut to fit the model's positions; `calibration`: the run's "Answer:" scores by option
-    list, each list scored once per run."""
-    items = [(r["input"], r["answer_list"]) for r in rows]
-    picks = choose_many(model, tok, items, calibration, cfg.mc_batch)
-    cuts = prompts_cut(model, tok, items)
-    return [({norm: best for norm, (best, _) in p.items()}, cut) for p, cut in zip(picks, cuts)]
-
-
-def _answer_nll(model, tok, rows) -> list[float]:
-    """Each row's answer's mean per-token negative log-likelihood after its prompt: a generation row's `ref`, a
-    multiple-choice row's correct option, scored as the one option of its row (`option_scores_many`: the answer
-    tokens of the training row f"{input} {answer}\\n" less its newline). Each row is scored alone: a batch's
-    float sums differ in the last bits with the items beside it, which differ with the rank count (and
-    `choose_many`'s batches with the calibration cache), so only this way do 2 ranks write the bytes of 1."""
-    answers = [(r["input"], [r["ref"] if "ref" in r else r["answer"]]) for r in rows]
-    return [-s.mean for (s,) in option_scores_many(model, tok, answers, batch=1)]
-
-
 def _mc(spec, rows, picks) -> dict:
     """Accuracy under both normalisations, the declared one the headline; per item, its 0/1 under that one."""
     right = {norm: [float(p[norm] == r["answer_list"].index(r["answer"])) for r, p in zip(rows, picks)]
@@ -127,12 +107,6 @@ def _mc(spec, rows, picks) -> dict:
     return {"metric": "accuracy", "normalisation": spec.normalisation,
             "accuracy": by_norm[spec.normalisation], "accuracy_by_norm": by_norm,
             "per_item": {"score": right[spec.normalisation]}}
-
-
-def _generate(model, tok, rows, cfg: EvalConfig) -> list[tuple[str, bool]]:
-    """(first line, prompt cut) of each row's continuation, `--gen-batch` rows decoded together."""
-    return generate(model, tok, [r["input"] for r in rows], cfg.num_beams, cfg.max_new_tokens, cfg.gen_batch,
-                    newline=cfg.stop == "newline")
 
 
 def _gen(spec, rows, preds) -> dict:
@@ -176,25 +150,43 @@ def _with_intervals(s: dict, nll: list[float]) -> dict:
     return {**s, "answer_nll": _summary(nll), "per_item": per_item}
 
 
-def _items(model, tok, kind: str, rows, cfg: EvalConfig, rank: int, world: int, calibration: dict | None = None,
-           answer_nll: bool = False) -> list:
-    """Every row's outcome (picks, or a prediction, and whether its prompt was cut; with `answer_nll` also the
-    answer's mean per-token NLL, `_answer_nll`): this rank scores rows rank, rank + world, ..., and the ranks
-    swap theirs, so every rank holds them all in row order. `calibration`: the run's multiple-choice
-    calibration cache (`_mc_items`; a fresh one if not given)."""
-    idx = [i for i in range(len(rows)) if i % world == rank]
-    calibration = {} if calibration is None else calibration
-    part = [rows[i] for i in idx]
-    nll = _answer_nll(model, tok, part) if answer_nll else None   # first: an answer of no tokens fails fast
-    outcomes = (_mc_items(model, tok, part, cfg, calibration) if kind == "mc" else _generate(model, tok, part, cfg))
-    outcomes = outcomes if nll is None else [(*o, x) for o, x in zip(outcomes, nll)]
-    mine = dict(zip(idx, outcomes))
+def _items(model, tok, kind: str, rows, cfg: EvalConfig, rank: int, world: int, calibration: dict | None = None
+           ) -> list[tuple]:
+    """Every row's outcome, in row order: (the option each normalisation picks, or the prediction; whether its
+    prompt was cut to fit the model's positions; the answer's mean per-token NLL). The rows go in batches planned
+    over the whole suite (`scoring.plan`, `generate.plan`), dealt out to the ranks (batch rank, rank + world,
+    ...) and swapped, so each batch holds the items it holds in one process and 2 ranks write the bytes of 1.
+    The answer NLL (`answer_nll` in results.json): for multiple choice, minus the correct option's "ln" score
+    (its mean token log-probability); for generation, the same of the `ref`, scored as the one option of its row
+    (the answer tokens of the training row f"{input} {ref}\\n" less its newline), `--mc-batch` rows together.
+    `calibration`: the run's "Answer:" scores by option list (`choose_many`; a fresh dict if not given)."""
+    if kind == "mc":
+        items = [(r["input"], r["answer_list"]) for r in rows]
+        groups = plan(model, tok, items, cfg.mc_batch)[rank::world]
+        picks = choose_many(model, tok, items, {} if calibration is None else calibration, cfg.mc_batch, groups)
+        cuts = prompts_cut(model, tok, items)
+        mine = {i: ({norm: best for norm, (best, _) in picks[i].items()}, cuts[i],
+                    -picks[i]["ln"][1][rows[i]["answer_list"].index(rows[i]["answer"])]) for g in groups for i in g}
+        return _gathered(mine, len(rows), world)
+    answers = [(r["input"], [r["ref"]]) for r in rows]
+    groups = plan(model, tok, answers, cfg.mc_batch)[rank::world]   # first: a ref of no tokens fails fast
+    scores = option_scores_many(model, tok, answers, cfg.mc_batch, groups=groups)
+    nll = _gathered({i: -scores[i][0].mean for g in groups for i in g}, len(rows), world)
+    groups = gen_plan(model, tok, [r["input"] for r in rows], cfg.gen_batch, cfg.max_new_tokens)[rank::world]
+    texts = generate(model, tok, [r["input"] for r in rows], cfg.num_beams, cfg.max_new_tokens, cfg.gen_batch,
+                     newline=cfg.stop == "newline", groups=groups)
+    texts = _gathered({i: texts[i] for g in groups for i in g}, len(rows), world)
+    return [(text, cut, x) for (text, cut), x in zip(texts, nll)]
+
+
+def _gathered(mine: dict, n: int, world: int) -> list:
+    """Every rank's {row: outcome} swapped, so each holds all `n` in row order."""
     if world > 1:
         import torch.distributed as dist
         parts = [None] * world
         dist.all_gather_object(parts, mine)
         mine = {i: v for part in parts for i, v in part.items()}
-    return [mine[i] for i in range(len(rows))]
+    return [mine[i] for i in range(n)]
 
 
 def evaluate(cfg: EvalConfig, log=print) -> dict:
@@ -224,7 +216,7 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
             rows = rows[: cfg.limit] if cfg.limit else rows
             t0 = time.perf_counter()
             try:
-                items = _items(model, tok, kind, rows, cfg, rank, world, calibration, answer_nll=True)
+                items = _items(model, tok, kind, rows, cfg, rank, world, calibration)
             except ValueError as e:   # an option or reference of no tokens, or no token before it
                 raise E2WMError(f"{path}: cannot score its answers: {e}") from None
             cut = {"truncated_prompts": sum(c for _, c, _ in items)}   # prompts cut to fit the model's positions

@@ -94,30 +94,47 @@ def _shared(enc: Encoded) -> int:
     return next((j for j in range(bound) if any(ids[j] != head[j] for ids, _ in enc)), bound)
 
 
+def _groups(enc: list[Encoded], batch: int, cache_tokens: float, limit: int | None) -> list[list[int]]:
+    """Items in batches: sorted by (shared prefix, longest tail), a batch closed at `batch` items, at
+    `cache_tokens` repeated cache entries (option rows x padded prefix; a lone item may exceed it) or where the
+    padded prefix + options would pass the model's `limit` positions."""
+    shared = [_shared(e) for e in enc]
+    tails = [max(len(ids) for ids, _ in e) - s for e, s in zip(enc, shared)]
+    out, group = [], []
+    for i in sorted(range(len(enc)), key=lambda i: (shared[i], tails[i])):   # prefixes ascending
+        if group and (len(group) == batch or shared[i] * sum(len(enc[j]) for j in (i, *group)) > cache_tokens
+                      or (limit and shared[i] + max(tails[i], *(tails[j] for j in group)) > limit)):
+            out.append(group)
+            group = []
+        group.append(i)
+    return out + [group] if group else out
+
+
+def plan(model, tokenizer, items: list[tuple[str, list[str]]], batch: int = 16, cache_tokens: int = 4096
+         ) -> list[list[int]]:
+    """The batches (lists of item indices) `option_scores_many` scores `items` in. Ranks that deal these batches
+    out and score each with `groups=` get, item for item, the floats of one process (a batch's sums depend on
+    the items beside it, so a rank must not batch its items anew)."""
+    if batch < 1:
+        raise ValueError(f"batch {batch}: must be at least 1")
+    limit = max_positions(model)
+    return _groups(_encode_many(tokenizer, items, limit), batch, cache_tokens, limit)
+
+
 @torch.no_grad()
 def option_scores_many(model, tokenizer, items: list[tuple[str, list[str]]], batch: int = 16,
-                       cache_tokens: int = 4096) -> list[list[OptionScore]]:
+                       cache_tokens: int = 4096, groups: list[list[int]] | None = None
+                       ) -> list[list[OptionScore] | None]:
     """Each item's (prompt, options) options' summed token log-probabilities after its prompt, up to
-    `batch` items scored together (one prefix pass, one option pass); items are grouped by prefix length,
-    the results come back in item order. A batch also stops short of `cache_tokens` repeated cache
-    entries (option rows x padded prefix; a lone item may exceed it): long prompts batch fewer items."""
+    `batch` items scored together (one prefix pass, one option pass) in the batches `plan` makes; results
+    in item order. `groups`: score only these batches of `plan` (the other items' entries are None)."""
     if batch < 1:
         raise ValueError(f"batch {batch}: must be at least 1")
     limit = max_positions(model)   # a batch's padded prefix + options must fit the model's positions
     enc = _encode_many(tokenizer, items, limit)
-    shared = [_shared(e) for e in enc]
-    tails = [max(len(ids) for ids, _ in e) - s for e, s in zip(enc, shared)]
     out: list = [None] * len(items)
-    group: list[int] = []
-    for i in sorted(range(len(items)), key=lambda i: (shared[i], tails[i])):   # prefixes ascending
-        if group and (len(group) == batch or shared[i] * sum(len(enc[j]) for j in (i, *group)) > cache_tokens
-                      or (limit and shared[i] + max(tails[i], *(tails[j] for j in group)) > limit)):
-            for j, s in zip(group, _score(model, tokenizer, [enc[j] for j in group], [shared[j] for j in group])):
-                out[j] = s
-            group = []
-        group.append(i)
-    if group:
-        for j, s in zip(group, _score(model, tokenizer, [enc[j] for j in group], [shared[j] for j in group])):
+    for group in _groups(enc, batch, cache_tokens, limit) if groups is None else groups:
+        for j, s in zip(group, _score(model, tokenizer, [enc[j] for j in group], [_shared(enc[j]) for j in group])):
             out[j] = s
     return out
 
@@ -171,18 +188,24 @@ def option_scores(model, tokenizer, prompt: str, options: list[str]) -> list[Opt
 
 
 def choose_many(model, tokenizer, items: list[tuple[str, list[str]]], calibration: dict | None = None,
-                batch: int = 16) -> list[dict[str, tuple[int, list[float]]]]:
+                batch: int = 16, groups: list[list[int]] | None = None
+                ) -> list[dict[str, tuple[int, list[float]]] | None]:
     """Per item, per normalisation ("ln", "un"): (index of the best option, the options' normalised scores);
     ties go to the first, as E2WM's argmax. The one scorer: `e2wm eval` picks with it, `batch` items
-    scored together. `calibration` caches the options' scores after the bare prompt "Answer:" by option
-    list (one dict per model and run); the lists it lacks are scored in the same batches as the items."""
+    scored together (`groups`: only these batches of `plan`, the other entries None). `calibration` caches the
+    options' scores after the bare prompt "Answer:" by option list (one dict per model and run); a list it
+    lacks is scored alone, so its scores do not depend on which items came first."""
     cache = {} if calibration is None else calibration
-    missing = list(dict.fromkeys(tuple(o) for _, o in items if tuple(o) not in cache))
-    scored = option_scores_many(model, tokenizer, [(p, list(o)) for p, o in items]
-                                + [(CALIBRATION_PROMPT, list(k)) for k in missing], batch)
-    cache.update(zip(missing, scored[len(items):]))
+    wanted = range(len(items)) if groups is None else [i for g in groups for i in g]
+    missing = list(dict.fromkeys(tuple(items[i][1]) for i in wanted if tuple(items[i][1]) not in cache))
+    cache.update(zip(missing, option_scores_many(model, tokenizer, [(CALIBRATION_PROMPT, list(k)) for k in missing],
+                                                 batch=1)))
+    scored = option_scores_many(model, tokenizer, items, batch, groups=groups)
     picks = []
     for (_, options), scores in zip(items, scored):
+        if scores is None:
+            picks.append(None)
+            continue
         base = cache[tuple(options)]
         values = {"ln": [s.mean for s in scores], "un": [s.logprob - b.logprob for s, b in zip(scores, base)]}
         picks.append({norm: (max(range(len(v)), key=lambda i: (v[i], -i)), v) for norm, v in values.items()})

@@ -186,7 +186,7 @@ def test_bf16_scores_are_finite_float32_sums_close_to_float32(lm):
 
 
 def test_production_picks_with_choose_many_and_scores_the_calibration_once_per_option_list(lm, monkeypatch):
-    """`e2wm eval`'s picks (`harness._mc_items`, rows scored `mc_batch` at a time) equal the per-item formula it
+    """`e2wm eval`'s picks (`harness._items`, rows scored `mc_batch` at a time) equal the per-item formula it
     replaced (both prompts scored for every item, one item at a time), and "Answer:" runs once per option
     list and run (the cache `evaluate` makes), not once per item."""
     from e2wm.eval import harness, scoring
@@ -198,17 +198,22 @@ def test_production_picks_with_choose_many_and_scores_the_calibration_once_per_o
         scores = option_scores(model, tok, row["input"], row["answer_list"])
         base = option_scores(model, tok, CALIBRATION_PROMPT, row["answer_list"])
         values = {"ln": [s.mean for s in scores], "un": [s.logprob - b.logprob for s, b in zip(scores, base)]}
-        return {n: max(range(len(v)), key=lambda i: (v[i], -i)) for n, v in values.items()}
+        return {n: max(range(len(v)), key=lambda i: (v[i], -i)) for n, v in values.items()}, -values["ln"][0]
 
-    want = [(before(r), False) for r in rows]   # (picks, prompt cut)
+    want = [before(r) for r in rows]   # (picks, the correct option's NLL)
     prompts, real = [], scoring.option_scores_many
-    monkeypatch.setattr(scoring, "option_scores_many",
-                        lambda m, t, items, b=16: prompts.extend(p for p, _ in items) or real(m, t, items, b))
+    monkeypatch.setattr(scoring, "option_scores_many", lambda m, t, items, batch=16, groups=None: prompts.extend(
+        p for k, (p, _) in enumerate(items) if groups is None or any(k in g for g in groups)) or real(
+        m, t, items, batch, groups=groups))
     cfg, calibration = EvalConfig(mc_batch=4), {}
-    assert harness._mc_items(model, tok, rows, cfg, calibration) == want
+
+    def same(got):   # picks equal, prompts not cut, NLLs within float noise of the one-at-a-time values
+        return all(p == w[0] and not c and abs(x - w[1]) <= 2e-5 for (p, c, x), w in zip(got, want))
+    assert same(harness._items(model, tok, "mc", rows, cfg, 0, 1, calibration))
     assert prompts.count(CALIBRATION_PROMPT) == 3 and len(prompts) == len(rows) + 3   # three option lists
-    assert harness._mc_items(model, tok, rows, cfg, calibration) == want and prompts.count(CALIBRATION_PROMPT) == 3
-    assert harness._items(model, tok, "mc", rows, cfg, 0, 1) == want and prompts.count(CALIBRATION_PROMPT) == 6
+    assert same(harness._items(model, tok, "mc", rows, cfg, 0, 1, calibration))
+    assert prompts.count(CALIBRATION_PROMPT) == 3
+    assert same(harness._items(model, tok, "mc", rows, cfg, 0, 1)) and prompts.count(CALIBRATION_PROMPT) == 6
     together = choose_many(model, tok, [(r["input"], r["answer_list"]) for r in rows], {}, batch=4)
     for r, got in zip(rows, together):   # the values too, against `choose` (one item at a time)
         one = choose(model, tok, r["input"], r["answer_list"])
