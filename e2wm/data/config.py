@@ -23,6 +23,9 @@ class DataConfig:
     min_suite_rows: int = field(default=1, metadata={
         "help": "fail, naming the suite, when an evaluation suite ends up with fewer rows",
         "range": (0, 10_000_000)})
+    heldout_rows: int = field(default=64, metadata={
+        "help": "rows of each training task held out of training (whole episodes, at most a quarter of the "
+                "task's) and written as the evaluation suite heldout_<task>; 0: none", "range": (0, 10_000_000)})
     weights: dict[str, float] = field(default_factory=dict, metadata={
         "help": "task -> loss weight (default 1 / 0.7 / 1 / 1)"})
     ngram: int = field(default=8, metadata={"help": "leak guard: n-gram length", "range": (2, 64)})

@@ -57,6 +57,27 @@ def load_episodes(directory: str | Path) -> list[Episode]:
     return out
 
 
+def collection_activities(directory: str | Path) -> tuple[str, ...] | None:
+    """The activities a procedural collection was asked to plan (its manifest's job, `collect.activities`),
+    by library name, or None when it planned from the whole library (no list given; RobotHow goals;
+    a hand-made manifest)."""
+    from e2wm.collect.run import read_manifest
+    from e2wm.world.activities import ActivityError, get_activity
+    job = read_manifest(input_dir(directory, "episodes directory")).get("job")
+    if not isinstance(job, dict) or job.get("scene_source", "procedural") != "procedural":
+        return None
+    names = job.get("activities")
+    if not isinstance(names, list) or not names or not all(isinstance(a, str) for a in names):
+        return None
+    out = []
+    for a in names:
+        try:
+            out.append(get_activity(a).name)
+        except ActivityError:
+            out.append(" ".join(a.lower().split()))
+    return tuple(dict.fromkeys(out))
+
+
 @dataclass
 class Split:
     train: list[Episode]

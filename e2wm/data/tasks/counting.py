@@ -16,11 +16,12 @@ TASK, WEIGHT, SHOTS = "counting", 1.0, 3
 
 def build(episodes, rng: random.Random, templates: Templates, weight: float = WEIGHT,
           shots: int = SHOTS) -> list[dict]:
-    chooser, examples = CountChooser(rng), []
-    for ep in stories(episodes):
+    chooser, examples, used = CountChooser(rng), [], stories(episodes)
+    for ep in used:
         story = tell(ep, rng)
         place = chooser.choose(story)
         examples.append(None if place is None else (
             templates.count_query(story.text(), place.prep, place.receptacle),
             answer_count(place.prep, place.receptacle, place.items)))
-    return assemble(TASK, examples, rng, shots, weight, templates, head=COUNT_INSTRUCTION)
+    return assemble(TASK, examples, rng, shots, weight, templates, head=COUNT_INSTRUCTION,
+                    keys=[ep.key for ep in used])

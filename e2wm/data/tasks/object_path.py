@@ -15,8 +15,8 @@ TASK, WEIGHT, SHOTS = "object_path", 1.0, 2
 
 def build(episodes, rng: random.Random, templates: Templates, weight: float = WEIGHT,
           shots: int = SHOTS) -> list[dict]:
-    examples = []
-    for ep in explorations(episodes):
+    examples, used = [], explorations(episodes)
+    for ep in used:
         story = tell(ep, rng)
         paths = story.short_paths()
         if not paths:
@@ -25,4 +25,4 @@ def build(episodes, rng: random.Random, templates: Templates, weight: float = WE
         obj = rng.choice(sorted(paths))
         cut, path = paths[obj]
         examples.append((templates.path_query(story.text(cut), obj), ", ".join(path)))
-    return assemble(TASK, examples, rng, shots, weight, templates)
+    return assemble(TASK, examples, rng, shots, weight, templates, keys=[ep.key for ep in used])
