@@ -319,8 +319,11 @@ def _build_data(args) -> int:
         print(f"  eval  {suite:<26} {v['rows']:>6} rows ({v['format']}; {sum(v['dropped'].values())} "
               f"dropped by the leak guard or as repeats)")
     cov = s["coverage"]
-    print(f"  library activities trained on: {cov['trained']}/{cov['library']}; first-room mismatch "
-          f"{s['plans']['first_room_mismatch']:.1%}")
+    sub = cov.get("subset")
+    scope = (f"activities of the collection's subset trained on: {cov['trained']}/{sub['library']} (a subset of "
+             f"the library's {cov['library']} by design)" if sub else
+             f"library activities trained on: {cov['trained']}/{cov['library']}")
+    print(f"  {scope}; first-room mismatch {s['plans']['first_room_mismatch']:.1%}")
     print(f"wrote {args.out} (train/, eval/, hf/ DatasetDict, README.md); train/eval overlaps: {s['overlaps']}")
     return 0
 

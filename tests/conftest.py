@@ -68,12 +68,14 @@ def episodes_dir(tmp_path):
 
 @pytest.fixture(scope="session")
 def built_dataset(tmp_path_factory):
-    """`e2wm build-data` output of the small collection (session-wide; do not modify it)."""
+    """`e2wm build-data` output of the small collection (session-wide; do not modify it). No held-out training
+    slices (`heldout_rows` 0: tests/data/test_heldout.py covers them), so its 76 training rows are those the
+    training tests count steps by."""
     from e2wm.data.builder import build_data
     from e2wm.data.config import DataConfig
     root = tmp_path_factory.mktemp("dataset")
     sealed_collection(root / "collect")
-    build_data(root / "collect", root / "data", DataConfig(eval_fraction=0.25, unseen_fraction=0.2),
+    build_data(root / "collect", root / "data", DataConfig(eval_fraction=0.25, unseen_fraction=0.2, heldout_rows=0),
                log=lambda *a: None)
     return root / "data"
 

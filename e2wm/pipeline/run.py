@@ -8,7 +8,10 @@ Stages, each writing one folder under OUT:
   train    one run per entry of `runs` (regularisers)     -> OUT/train/RUN
   eval     the base model and every run: suites, perplexity -> OUT/eval/NAME
   report   the runs side by side, with charts             -> OUT/report
-This module only wires the stages' own entry points together.
+This module only wires the stages' own entry points together. With a `sweep` section the train stage runs
+every run of `cfg.expanded_runs()` (one after another, each on all the stage's ranks), the eval stage also
+every snapshot (OUT/eval/RUN@step-K), and the report lists every evaluated point in OUT/report/runs.json.
+The train and eval stages record each finished run and evaluation (State.mark_part): a resumed stage skips them.
 """
 from __future__ import annotations
 
@@ -84,7 +87,13 @@ def check(cfg: PipelineConfig, stages=STAGES, force: bool = False, redo=()) -> l
         lines += [f"corpus {cfg.corpus}: {len(docs)} documents; " + ", ".join(
             f"{name} {r.start}..{r.stop - 1}" for name, r in parts.items() if len(r)), _check_model(cfg)]
     if "train" in stages:
-        lines += [_check_run(cfg, name) for name in cfg.runs]
+        runs = cfg.expanded_runs()
+        if cfg.sweep.active:
+            snaps = cfg.sweep.snapshots
+            lines.append(f"sweep: {len(runs)} run(s) from {len(cfg.runs)} arm(s), trained one after another on "
+                         f"the stage's rank(s)" + (f"; snapshots at steps {', '.join(map(str, sorted(snaps)))}, "
+                                                   f"each evaluated" if snaps else ""))
+        lines += [_check_run(cfg, name) for name in runs]
     state, hashes = State(out), _hashes(cfg)
     # a stage to run whose config changed is refused; the others only need to have finished
     again = redone(redo)
@@ -147,15 +156,30 @@ def _hashes(cfg: PipelineConfig) -> dict[str, str]:
     """Each stage's hash covers its own section and the hashes of the stages before it."""
     c = to_plain(cfg)
     own = {"collect": cfg.collect.job_dict(),   # what determines the episodes, not where or how fast
-           "data": c["data"], "model": [c["model"], c["corpus"]],
+           "data": c["data"], "model": [c["model"], c["corpus"]] + _pretrain_docs(cfg),
            "fisher": [{**c["fisher"], "modules": cfg.fisher_modules()}, c["corpus"]],
            # a kl run's documents end where perplexity's begin
-           "train": [c["train"], c["runs"]] + ([_ppl_docs(cfg)] if "kl" in cfg.run_kinds().values() else []),
+           "train": [c["train"], c["runs"]] + ([_ppl_docs(cfg)] if "kl" in cfg.run_kinds().values() else [])
+           + ([c["sweep"]] if cfg.sweep.active else []),   # without one, the hashes of before sweeps
            "eval": [c["eval"], c["corpus"]], "report": []}
     out, prev = {}, ""
     for s in STAGES:
         prev = out[s] = config_hash(s, own[s], prev)
     return out
+
+
+def _pretrain_docs(cfg: PipelineConfig) -> list:
+    """The documents a local model's tokenizer and pretraining read where they are a slice of their own (they then move with
+    fisher.max_samples and eval.ppl_docs, so the model stage's hash must hold them); [] otherwise, so that
+    pipelines on a small corpus keep the hashes they had."""
+    if cfg.model.base != "local":   # (without pretraining they still train the tokenizer)
+        return []
+    from e2wm.train.corpus import pretrain_is_own
+    try:
+        slices = _general(cfg)[1]
+    except E2WMError:   # a corpus too small: the model stage says so when it runs
+        return []
+    return [[slices["pretrain"].start, slices["pretrain"].stop]] if pretrain_is_own(slices) else []
 
 
 # ---------------------------------------------------------------- stages
@@ -193,23 +217,26 @@ def _ppl_docs(cfg: PipelineConfig) -> int:
 
 
 def _general(cfg: PipelineConfig) -> tuple[list[str], dict[str, range]]:
-    """The general corpus and its disjoint slices: the Fisher's first documents, perplexity's last, a `kl`
-    run's those between; local pretraining reads all but perplexity's. What a regulariser read must not
-    score the held-out perplexity."""
-    from e2wm.train.corpus import load_texts
+    """The general corpus and its slices, in this order (`e2wm.train.corpus.general_slices`): "fisher" the
+    first fisher.max_samples documents, "kl" a kl run's, "pretrain" local pretraining's, "ppl" the last
+    eval.ppl_docs; the kl and pretraining slices share what lies between the Fisher's and perplexity's, half
+    each. All four are disjoint on a corpus large enough (builtin:stdlib); on a smaller one (builtin:pydoc) kl
+    reads everything between, and pretraining all but perplexity's documents. What a regulariser or pretraining
+    read must not score the held-out perplexity."""
+    from e2wm.train.corpus import general_slices, load_texts
     docs = load_texts(cfg.corpus)
     ppl = _ppl_docs(cfg)
-    held = len(docs) - ppl
-    fisher = min(cfg.fisher.max_samples or held, held)
+    slices = general_slices(len(docs), cfg.fisher.max_samples, ppl)
+    fisher = len(slices["fisher"])
     if fisher < 1:
         raise E2WMError(f"corpus {cfg.corpus}: {len(docs)} documents leave none for the Fisher after "
                         f"eval.ppl_docs={ppl}")
     kl = [name for name, kind in cfg.run_kinds().items() if kind == "kl"]
-    if kl and fisher == held:
+    if kl and not slices["kl"]:
         raise E2WMError(f"corpus {cfg.corpus}: {len(docs)} documents leave none for the kl run(s) {', '.join(kl)} "
                         f"between the Fisher's first {fisher} (fisher.max_samples={cfg.fisher.max_samples}) and "
                         f"perplexity's last {ppl} (eval.ppl_docs); lower either or use a larger corpus")
-    return docs, {"fisher": range(fisher), "kl": range(fisher, held), "ppl": range(held, len(docs))}
+    return docs, slices
 
 
 def model_path(cfg: PipelineConfig, out: Path) -> str:
@@ -223,8 +250,14 @@ def _model(cfg: PipelineConfig, out: Path, log) -> dict:
         log(f"  base model: {cfg.model.base}")
         return {"base": cfg.model.base}
     from e2wm.pipeline.local_model import make_local_model, task_texts
+    from e2wm.train.corpus import pretrain_is_own
     docs, slices = _general(cfg)
-    return make_local_model(cfg.model, task_texts(out / "data"), docs[:slices["ppl"].start], out / "model", log)
+    r, own = slices["pretrain"], pretrain_is_own(slices)
+    log(f"  general text: documents {r.start}..{r.stop - 1} of {cfg.corpus} (" + (
+        "disjoint from the Fisher's, kl's and perplexity's)" if own else
+        "all but perplexity's: too few documents for a slice of pretraining's own, also the Fisher's and kl's)"))
+    info = make_local_model(cfg.model, task_texts(out / "data"), docs[r.start:r.stop], out / "model", log)
+    return {**info, "pretrain_documents": [r.start, r.stop], "pretrain_disjoint": own}
 
 
 def _fisher(cfg: PipelineConfig, out: Path, log) -> dict:
@@ -234,44 +267,128 @@ def _fisher(cfg: PipelineConfig, out: Path, log) -> dict:
     return {"samples": n}
 
 
+def _exported(folder: Path) -> bool:
+    """Whether `folder` is a complete export (it appears whole, with its marker)."""
+    from e2wm.train.export import MARKER
+    return (folder / MARKER).is_file()
+
+
 def _train(cfg: PipelineConfig, out: Path, log) -> dict:
+    """Every run of `cfg.expanded_runs()`, one after another, each on the stage's ranks; a run recorded
+    finished with the same config, whose export is there, is skipped (a killed stage resumes at the run it
+    was in, which resumes from its own checkpoint)."""
     import yaml
 
     from e2wm.pipeline.launch import run_stage
     make_dir(out / "train")
     kl_docs = _general(cfg)[1]["kl"]
-    for name in cfg.runs:
+    state, runs = State(out), cfg.expanded_runs()
+    for i, name in enumerate(runs, 1):
         tc = cfg.train_config(name, str(out), model_path(cfg, out), kl_docs)
+        h = config_hash("train run", to_plain(cfg.train_config(name, "OUT", "MODEL", kl_docs)))
+        where = f" ({i}/{len(runs)})" if len(runs) > 1 else ""
+        if state.part_done("train", name, h) and _exported(Path(tc.out) / ("adapter" if tc.lora.enabled else "model")):
+            log(f"  run {name}{where}: done earlier, skipped")
+            continue
         # for the record, and for `e2wm train --config` by hand
         write_atomic(out / "train" / f"{name}.yaml", yaml.safe_dump(tc.to_dict(), sort_keys=False))
-        log(f"  run {name}: {tc.regularizer.kind}, lora {'on' if tc.lora.enabled else 'off'}")
+        log(f"  run {name}{where}: {tc.regularizer.kind}, lora {'on' if tc.lora.enabled else 'off'}")
         run_stage("train", tc, **cfg.launch(), log=log)
-    return {"runs": list(cfg.runs)}
+        state.mark_part("train", name, h)
+    return {"runs": list(runs)}
+
+
+def _eval_points(cfg: PipelineConfig, out: Path) -> list[dict]:
+    """What the eval stage evaluates, in order: the base model, then each run's snapshots (if taken) and its
+    final export. Each: name (its folder under OUT/eval), model, adapter, and what the report records (run, arm,
+    kind, seed, values, step: None for a final export, whose step its marker says; snapshot: its folder)."""
+    from e2wm.train.recipe import snapshot_dir
+    base = model_path(cfg, out)
+    points = [{"name": "base", "model": base, "adapter": None, "run": "base", "arm": "base", "kind": None,
+               "seed": None, "values": {}, "step": 0, "snapshot": None}]
+    for name, run in cfg.expanded_runs().items():
+        tc = cfg.train_config(name, str(out), base)
+        folder = Path(tc.out)
+        meta = {"run": name, "arm": run.arm, "kind": tc.regularizer.kind, "seed": tc.seed,
+                "values": to_plain(run.values)}
+        for k in sorted(tc.checkpoint.snapshots):
+            snap = snapshot_dir(folder, k)
+            points.append({"name": f"{name}@step-{k}", **_weights(tc, base, snap), **meta, "step": k,
+                           "snapshot": snap})
+        points.append({"name": name, **_weights(tc, base, folder / ("adapter" if tc.lora.enabled else "model")),
+                       **meta, "step": None, "snapshot": None})
+    return points
+
+
+def _weights(tc, base: str, folder: Path) -> dict:
+    """model and adapter of an export of run `tc`: an adapter on the base model, or a whole model."""
+    return {"model": base, "adapter": str(folder)} if tc.lora.enabled else {"model": str(folder), "adapter": None}
 
 
 def _eval(cfg: PipelineConfig, out: Path, log) -> dict:
+    """Every point of `_eval_points` whose weights exist (a snapshot at or past a run's last step is its final
+    export), each data-parallel over the stage's ranks; one recorded finished with the same config, whose
+    results.json is there, is skipped."""
     from e2wm.pipeline.launch import run_stage
-    todo = [("base", model_path(cfg, out), None)]
-    for name in cfg.runs:
-        tc = cfg.train_config(name, str(out), model_path(cfg, out))
-        run = out / "train" / name
-        todo.append((name, model_path(cfg, out), str(run / "adapter")) if tc.lora.enabled
-                    else (name, str(run / "model"), None))
-    for name, model, adapter in todo:   # data-parallel over the stage's ranks
+    state = State(out)
+    points = _eval_points(cfg, out)
+    placeholders = {p["name"]: p for p in _eval_points(cfg, Path("OUT"))}   # a config that does not name OUT
+    done = 0
+    for p in points:
+        name = p["name"]
+        if p["snapshot"] is not None and not _exported(p["snapshot"]):
+            log(f"  {name}: no snapshot at step {p['step']} (the run ends there or before), not evaluated")
+            continue
+        ph = placeholders[name]
+        h = config_hash("eval", to_plain(cfg.eval_config("OUT", ph["model"], ph["adapter"], name)))
+        ec = cfg.eval_config(str(out), p["model"], p["adapter"], name)
+        if state.part_done("eval", name, h) and (Path(ec.out) / "results.json").is_file():
+            log(f"  {name}: evaluated earlier, skipped")
+            done += 1
+            continue
         log(f"  evaluating {name}")
-        run_stage("eval", cfg.eval_config(str(out), model, adapter, name), **cfg.launch(),
-                  log=lambda *a: log("  " + " ".join(map(str, a))))
-    return {}
+        run_stage("eval", ec, **cfg.launch(), log=lambda *a: log("  " + " ".join(map(str, a))))
+        state.mark_part("eval", name, h)
+        done += 1
+    return {"evaluations": done} if cfg.sweep.active else {}
+
+
+def _final_step(folder: Path) -> int | None:
+    """The step of the checkpoint export `folder` was made from (its marker's source), or None."""
+    import re
+
+    from e2wm.files import read_json
+    from e2wm.train.export import MARKER
+    marker = read_json(folder / MARKER, "export marker")
+    m = re.search(r"step-(\d+)$", str(marker.get("source", ""))) if isinstance(marker, dict) else None
+    return int(m[1]) if m else None
 
 
 def _report(cfg: PipelineConfig, out: Path, log) -> dict:
+    """The report of the base model and every run's final export; with a sweep, also OUT/report/runs.json:
+    one record per evaluated point (snapshots too), for plots of a curve or a frontier."""
     from e2wm.eval.report import report
-    runs = [str(out / "eval" / n) for n in ("base", *cfg.runs)]
+    from e2wm.files import write_json
+    runs = [str(out / "eval" / n) for n in ("base", *cfg.expanded_runs())]
     path = report(runs, out / "report")
     if cfg.note:
         write_atomic(path, f"> {cfg.note}\n\n" + path.read_text())
     log(f"  wrote {path}")
-    return {}
+    if not cfg.sweep.active:
+        return {}
+    points = []
+    for p in _eval_points(cfg, out):
+        if not (out / "eval" / p["name"] / "results.json").is_file():
+            continue   # a snapshot not taken
+        step = p["step"]
+        if step is None:
+            step = _final_step(Path(p["adapter"] or p["model"]))
+        points.append({"run": p["run"], "arm": p["arm"], "kind": p["kind"], "seed": p["seed"], "values": p["values"],
+                       "step": step, "final": p["snapshot"] is None and p["run"] != "base",
+                       "eval": f"eval/{p['name']}"})
+    runs_json = write_json(out / "report" / "runs.json", {"sweep": to_plain(cfg.sweep), "points": points})
+    log(f"  wrote {runs_json} ({len(points)} evaluated points)")
+    return {"points": len(points)}
 
 
 RUNNERS = {"collect": _collect, "data": _data, "model": _model, "fisher": _fisher, "train": _train,

@@ -5,6 +5,12 @@ config and the hashes of the stages it reads) and whether it finished. A rerun s
 stage with the same hash, resumes an unfinished one (each stage resumes itself: collection from its
 manifest, the Fisher and training from their checkpoints), and refuses a stage whose config changed,
 since its output and everything after it would no longer match.
+
+A stage made of parts (the train stage's runs, the eval stage's evaluations) records each part once it is
+finished, with the hash of that part's own config, under "parts": STAGE -> NAME -> sha256; a resumed stage
+skips a recorded part whose hash matches (and whose output is there), so a stage killed in its third run
+starts again at the third. `--redo` forgets a stage's parts with it. Every write first reads the file
+again, so the stage runner's records and the pipeline's own are never lost to each other.
 """
 from __future__ import annotations
 
@@ -28,9 +34,18 @@ class State:
         self.data = {"stages": {}}
         if self.path.exists():
             d = read_json(self.path, "pipeline state")
-            if not isinstance(d, dict) or not isinstance(d.get("stages"), dict):
-                raise E2WMError(f"{self.path}: not a pipeline state file; use another --out")
-            self.data = d
+            self.data = self._checked(d)
+
+    def _checked(self, d) -> dict:
+        if not isinstance(d, dict) or not isinstance(d.get("stages"), dict) or not isinstance(d.get("parts", {}),
+                                                                                             dict):
+            raise E2WMError(f"{self.path}: not a pipeline state file; use another --out")
+        return d
+
+    def _reload(self) -> None:
+        """The file as it is now (another State of this folder may have written since)."""
+        if self.path.exists():
+            self.data = self._checked(read_json(self.path, "pipeline state"))
 
     def check(self, stage: str, h: str) -> bool:
         """True when `stage` already finished with hash `h`; refuses one begun or finished with another."""
@@ -50,10 +65,24 @@ class State:
         return bool(rec.get("done")) and rec.get("sha256") == h
 
     def forget(self, stage: str) -> None:
-        """Drop `stage`'s record (`--redo`): it runs again as if never begun."""
-        if self.data["stages"].pop(stage, None) is not None:
+        """Drop `stage`'s record and its parts' (`--redo`): it runs again as if never begun."""
+        self._reload()
+        had = self.data["stages"].pop(stage, None) is not None
+        if self.data.get("parts", {}).pop(stage, None) is not None or had:
             write_json(self.path, self.data)
 
     def mark(self, stage: str, h: str, done: bool, **info) -> None:
+        self._reload()
         self.data["stages"][stage] = {"sha256": h, "done": done, **info}
+        write_json(self.path, self.data)
+
+    def part_done(self, stage: str, name: str, h: str) -> bool:
+        """True when part `name` of `stage` finished with hash `h`."""
+        self._reload()
+        return self.data.get("parts", {}).get(stage, {}).get(name) == h
+
+    def mark_part(self, stage: str, name: str, h: str) -> None:
+        """Record that part `name` of `stage` finished with hash `h`."""
+        self._reload()
+        self.data.setdefault("parts", {}).setdefault(stage, {})[name] = h
         write_json(self.path, self.data)

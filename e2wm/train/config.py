@@ -154,10 +154,23 @@ class CheckpointConfig:
     every: int = field(default=100, **_help("steps between checkpoints (0: only at the end)", range=(0, MAX_STEPS)))
     keep_last: int = field(default=2, **_help("checkpoints kept", range=(1, 1000)))
     resume: str = field(default="auto", **_help("auto (the latest under out/checkpoints), never, or a step dir"))
+    snapshots: tuple[int, ...] = field(default=(), **_help(
+        "optimizer steps at which the adapter (or model) is also exported, to out/snapshots/step-K, so that one "
+        "run gives several points of its learning curve (a step at or past the last one is the final export)"))
 
     def __post_init__(self):
         _nonempty("checkpoint.resume", self.resume)
         check_ranges(self, "checkpoint.")
+        check_steps(self.snapshots, "checkpoint.snapshots")
+
+
+def check_steps(steps, where: str) -> None:
+    """`steps` are optimizer steps: whole numbers in [1, MAX_STEPS], none given twice."""
+    for i, k in enumerate(steps):
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_STEPS:
+            raise E2WMError(f"{where}[{i}]={k!r}: a step is an int in [1, {MAX_STEPS}]")
+    if len(set(steps)) != len(steps):
+        raise E2WMError(f"{where}: a step is given twice ({list(steps)})")
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,17 @@ from e2wm.train.objective import row_normalisers, weighted_token_loss
 # called with the number of steps done after each step (and its checkpoint): tests inject faults here
 # (tests/train/kill_worker.py kills every rank at a step), never a user-facing config field
 STEP_HOOKS: list = []
+SNAPSHOTS = "snapshots"   # RUN/snapshots/step-K: the adapter (or model) exported at step K (checkpoint.snapshots)
+
+
+def snapshot_dir(run_dir, step: int) -> Path:
+    return Path(run_dir) / SNAPSHOTS / f"step-{step}"
+
+
+def has_snapshot(run_dir, step: int) -> bool:
+    """Whether step `step`'s snapshot is complete on disk (an export appears whole, with its marker)."""
+    from e2wm.train.export import MARKER
+    return (snapshot_dir(run_dir, step) / MARKER).is_file()
 
 
 def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
@@ -256,6 +267,7 @@ class Recipe:
         seq = sum(self.lengths) / len(self.lengths)
         flops = flops_per_token(engine.module.config, self.n_params, self.n_embedding, seq, not cfg.lora.enabled)
         peak = peak_flops(cfg.logging.peak_tflops)
+        self._missed_snapshots()
         for step in range(self.start, self.total):
             t0 = time.perf_counter()
             epoch, rows = self.batches.batch(step)
@@ -303,8 +315,11 @@ class Recipe:
                     row[f"loss_{name}"] = float(stats[2 + t] / stats[2 + n_tasks + t])
             self.logger.step(row)
             done = step + 1
+            saved = None
             if cfg.checkpoint.every and done % cfg.checkpoint.every == 0 and done < self.total:
-                self.save(done)
+                saved = self.save(done)
+            if done in cfg.checkpoint.snapshots and done < self.total:   # the last step is the final export
+                self.snapshot(done, saved or self.save(done))
             for hook in STEP_HOOKS:
                 hook(done)
 
@@ -316,6 +331,48 @@ class Recipe:
                           "data_sha256": self.data_hash,
                           "trajectory": self.cfg.trajectory_hash(), "config": self.cfg.to_dict()},
                          self.cfg.lora.enabled, self.cfg.checkpoint.keep_last)
+
+    def _missed_snapshots(self) -> None:
+        """A resumed run takes the snapshots at or before its first step that are not on disk (stopped between
+        the checkpoint and the export) from their checkpoints, if still there; a snapshot on disk is kept."""
+        import torch.distributed as dist
+        snaps = sorted(self.cfg.checkpoint.snapshots)
+        if not snaps:
+            return
+        late = [k for k in snaps if k >= self.total]
+        if late and self.rank == 0:
+            self.logger.print(f"checkpoint.snapshots: step(s) {', '.join(map(str, late))} not before the last step "
+                              f"{self.total}: the final export is that point")
+        todo = None
+        if self.rank == 0:   # decided once: another rank looking later would see rank 0's new snapshots
+            todo = [k for k in snaps if k <= self.start and k < self.total and not has_snapshot(self.out, k)]
+        shared = [todo]
+        dist.broadcast_object_list(shared, src=0)
+        for k in shared[0]:
+            path = ckpt.step_dir(self.out, k)
+            if (path / ckpt.STATE).is_file():
+                self.snapshot(k, path)
+            elif self.rank == 0:
+                self.logger.print(f"checkpoint.snapshots: no snapshot at step {k} and no checkpoint of it left "
+                                  f"(this run resumed at step {self.start}); not taken")
+
+    def snapshot(self, step: int, step_path: Path) -> Path:
+        """Checkpoint `step_path` exported to RUN/snapshots/step-K (rank 0; every rank waits)."""
+        import torch.distributed as dist
+        target = snapshot_dir(self.out, step)
+        if self.rank == 0:
+            hf_ds = self._hf_ds   # a full model built by the export must not be partitioned (rank 0 only)
+            if hf_ds is not None:
+                from transformers.integrations.deepspeed import set_hf_deepspeed_config, unset_hf_deepspeed_config
+                unset_hf_deepspeed_config()
+            try:
+                export(step_path, target, force=True)   # the run's own folder
+            finally:
+                if hf_ds is not None:
+                    set_hf_deepspeed_config(hf_ds)
+            self.logger.print(f"wrote snapshot {target} (from {step_path})")
+        dist.barrier()
+        return target
 
     def export(self) -> Path:
         import torch.distributed as dist
