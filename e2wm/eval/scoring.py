@@ -19,6 +19,7 @@ prefix pass plus one short pass whatever their option counts.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 
@@ -52,6 +53,12 @@ def _encode_many(tokenizer, items: list[tuple[str, list[str]]], limit: int | Non
     ids[start:] are scored; ValueError if an option has no token, or no token precedes it. Where an item's
     longest encoding exceeds the model's `limit` positions, every option of it loses the same number of
     leading prompt tokens (its question and the options stay; `bounded` does the same for generation)."""
+    key = tuple((p, tuple(o)) for p, o in items)
+    return [_bound(enc, limit, options) for enc, (_, options) in zip(_encoded(tokenizer, key), items)]
+
+
+@lru_cache(maxsize=4)   # `e2wm eval` plans, scores and checks for cuts on one suite's items: encoded once
+def _encoded(tokenizer, items: tuple[tuple[str, tuple[str, ...]], ...]) -> tuple[Encoded, ...]:
     pairs = [(p, o) for p, options in items for o in options]
     flat = iter(encode_pairs(tokenizer, pairs)) if pairs else iter(())
     out = []
@@ -67,8 +74,8 @@ def _encode_many(tokenizer, items: list[tuple[str, list[str]]], limit: int | Non
             if start == 0:
                 raise ValueError(f"no token precedes option {o!r} (an empty prompt, and no BOS)")
             enc.append((ids, start))
-        out.append(_bound(enc, limit, options))
-    return out
+        out.append(enc)
+    return tuple(out)
 
 
 def _bound(enc: Encoded, limit: int | None, options: list[str]) -> Encoded:

@@ -36,7 +36,7 @@ def _masks_seen(model):
 def test_prefill_equals_one_padded_pass_and_so_does_the_next_step(make, grouped):
     model = make()
     seen = _masks_seen(model)
-    ours = prefill(model, PROMPTS, 0)
+    ours = prefill(model, PROMPTS, 0, grouped_from=0)
     # the Llama's prompts ran by length with no mask (4 lengths: 4 passes); the sliding-window Mistral's in one
     # padded pass
     assert [m is None for m in seen] == ([True] * 4 if grouped else [False])
@@ -59,5 +59,15 @@ def test_prefill_equals_one_padded_pass_and_so_does_the_next_step(make, grouped)
 def test_prompts_of_one_length_run_in_one_pass_with_no_mask():
     model = tiny_causal_lm()
     seen = _masks_seen(model)
-    ours = prefill(model, [[1, 2, 3], [4, 5, 6]], 0)
+    ours = prefill(model, [[1, 2, 3], [4, 5, 6]], 0, grouped_from=0)
     assert seen == [None] and ours.mask is None and ours.last.shape == (2, 259)
+
+
+@torch.no_grad()
+def test_short_prompts_of_several_lengths_run_in_one_padded_pass():
+    model = tiny_causal_lm()
+    seen = _masks_seen(model)
+    ours = prefill(model, PROMPTS, 0, grouped_from=10)   # the longest holds 9 tokens
+    assert len(seen) == 1 and seen[0] is not None and ours.mask is not None
+    ref, _ = _reference(model, PROMPTS)
+    torch.testing.assert_close(ours.last, ref.logits[:, -1], rtol=0, atol=0)
