@@ -161,7 +161,7 @@ def _parser() -> Parser:
     pp = sub.add_parser("pipeline", help="world model to report in one command: collect, data, model, fisher, "
                         "train, eval, report (resumable)")
     pp.add_argument("--preset", default=None, help="quickstart (default: a tiny CPU demo), table2-mini, "
-                    "gpt-neo-1.3b, gpt-j-6b, llama-13b")
+                    "frontier-mini, gpt-neo-1.3b, gpt-j-6b, llama-13b")
     pp.add_argument("--config", default=None, help="a pipeline YAML instead of a preset")
     pp.add_argument("--out", default=None, help="output directory (default: the preset's)")
     pp.add_argument("--stages", default=None, help="comma-separated subset, e.g. collect,data (default: all)")

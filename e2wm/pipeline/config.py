@@ -264,9 +264,13 @@ class PipelineConfig:
         return {name: self.train_config(name, "OUT", "MODEL").regularizer.kind for name in self.expanded_runs()}
 
     def fisher_modules(self) -> str:
-        """The weights the Fisher covers: every one when a run fine-tunes every weight (kind ewc), so that its
-        penalty covers what it trains (ewc_lora runs read their subset); else `fisher.modules`."""
-        return "all" if "ewc" in self.run_kinds().values() else self.fisher.modules
+        """The weights the Fisher covers: every one when a run fine-tunes every weight (kind ewc), or when an
+        ewc_lora run names its own `lora.target_modules` (the Fisher's `lora-targets` are the architecture's
+        default ones), so that each penalty covers what its run trains (ewc_lora runs read their subset); else
+        `fisher.modules`."""
+        runs = [self.train_config(name, "OUT", "MODEL") for name in self.expanded_runs()]
+        own = any(r.regularizer.kind == "ewc_lora" and r.lora.target_modules for r in runs)
+        return "all" if own or any(r.regularizer.kind == "ewc" for r in runs) else self.fisher.modules
 
     def fisher_config(self, out: str, model: str, samples: int) -> FisherConfig:
         """The Fisher stage's config: `samples` documents of the corpus, on this pipeline's launcher."""
