@@ -366,7 +366,8 @@ def _final_step(folder: Path) -> int | None:
 
 def _report(cfg: PipelineConfig, out: Path, log) -> dict:
     """The report of the base model and every run's final export; with a sweep, also OUT/report/runs.json:
-    one record per evaluated point (snapshots too), for plots of a curve or a frontier."""
+    one record per evaluated point (snapshots too), and from it the frontier (`e2wm.eval.frontier`:
+    frontier.md, frontier.png, verdict.json, and a section of report.md that links them)."""
     from e2wm.eval.report import report
     from e2wm.files import write_json
     runs = [str(out / "eval" / n) for n in ("base", *cfg.expanded_runs())]
@@ -388,6 +389,10 @@ def _report(cfg: PipelineConfig, out: Path, log) -> dict:
                        "eval": f"eval/{p['name']}"})
     runs_json = write_json(out / "report" / "runs.json", {"sweep": to_plain(cfg.sweep), "points": points})
     log(f"  wrote {runs_json} ({len(points)} evaluated points)")
+    from e2wm.eval.frontier import frontier, report_section
+    md = frontier(out, runs_json)
+    write_atomic(path, path.read_text() + report_section(md.parent))
+    log(f"  wrote {md}, {md.parent / 'frontier.png'} and {md.parent / 'verdict.json'}")
     return {"points": len(points)}
 
 
