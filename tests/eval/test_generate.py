@@ -190,3 +190,18 @@ def test_llama_beams_share_their_prompt_and_give_the_same_text_as_beams_with_a_c
         tree = beam_search(model, ids, 4, NEW, 0, ends)
         assert (shapes[0] == (len(ids), 4)) is shared and (shapes[0] == (4 * len(ids), 1)) is not shared
         assert tree == beam_search(model, ids, 4, NEW, 0, ends, shared_prompt=False)
+
+
+@pytest.mark.parametrize("beams", [1, 3])
+def test_prompt_passes_run_apart_by_length_give_the_same_text(tok, prompts, monkeypatch, beams):
+    """With every prompt pass run by length (no padding mask, `prefill` on its causal path: as long prompts on a
+    narrow model run), the text is still transformers' `generate` on each prompt alone."""
+    from e2wm.eval import prefill
+    monkeypatch.setattr(prefill, "GROUPED_FROM", 0)
+    model = _model("llama", tok)
+    masks = []
+    model.register_forward_pre_hook(lambda m, a, kw: masks.append(kw.get("attention_mask")) if kw.get(
+        "cache") is None else None, with_kwargs=True)
+    ours = generate(model, tok, prompts, beams, NEW, batch=5)
+    assert masks and all(m is None for m in masks) and len(masks) > 2   # prompt passes by length, unmasked
+    assert [p for p, _ in ours] == [_alone(model, tok, p, beams, end_ids(tok)) for p in prompts]
