@@ -189,20 +189,14 @@ def _points(runs_json: Path) -> list[dict]:
 
 
 def _results(out_dir: Path, runs_json: Path, i: int, p: dict) -> tuple[Path, dict]:
-    from e2wm.eval.report import _check
+    from e2wm.eval.report import read_results
     folder = (out_dir / p["eval"]).resolve()
     if not folder.is_relative_to(out_dir.resolve()):
         raise E2WMError(f"{runs_json}: points[{i}].eval: {p['eval']!r} leads outside {out_dir}")
     path = out_dir / p["eval"] / "results.json"
     if not path.is_file():
         raise E2WMError(f"{path}: no such eval results file (runs.json points[{i}].eval {p['eval']!r})")
-    r = read_json(path, "eval results file")
-    if not isinstance(r, dict) or not isinstance(r.get("suites"), dict) or not r["suites"]:
-        raise E2WMError(f"{path}: suites: not an `e2wm eval` results file (no suites)")
-    try:
-        _check(r)
-    except E2WMError as e:
-        raise E2WMError(f"{path}: {e}") from None
+    r = read_results(path)
     if not isinstance(r.get("perplexity"), dict):
         raise E2WMError(f"{path}: perplexity.ppl: missing (the frontier's x axis is the general-text e^NLL; the "
                         f"eval needs eval.ppl_docs > 0)")

@@ -28,14 +28,20 @@ def _load(run: str) -> tuple[str, dict]:
     path = input_dir(run, "eval run directory") / "results.json"
     if not path.is_file():
         raise E2WMError(f"{run}: no results.json (is it an `e2wm eval --out` directory?)")
-    r = read_json(path, "eval results file", inside=run)
+    return Path(run).resolve().name, read_results(path, inside=run)
+
+
+def read_results(path: Path, inside=None) -> dict:
+    """An `e2wm eval` results.json, checked for everything a report reads (`_check`); a bad one is one line
+    naming the file and the field."""
+    r = read_json(path, "eval results file", inside=inside)
     if not isinstance(r, dict) or not isinstance(r.get("suites"), dict) or not r["suites"]:
-        raise E2WMError(f"{path}: not an `e2wm eval` results file (no suites)")
+        raise E2WMError(f"{path}: suites: not an `e2wm eval` results file (no suites)")
     try:
         _check(r)
     except E2WMError as e:
         raise E2WMError(f"{path}: {e}") from None
-    return Path(run).resolve().name, r
+    return r
 
 
 def _number(d: dict, key: str, where: str, low: float = 0.0, high: float = 1.0, low_open: bool = False) -> None:
