@@ -151,6 +151,8 @@ class _Tree:
         self.own = torch.eye(beams, dtype=torch.bool, device=rows.device)[None]
         for layer in rows.cache.layers:
             layer.room = beams * layer.room   # N keys a step
+        self.dtype = rows.cache.layers[0].keys.dtype
+        self.never = torch.finfo(self.dtype).min   # transformers' own masked score
 
     @staticmethod
     def usable(model, rows: _Rows) -> bool:
@@ -169,7 +171,9 @@ class _Tree:
         self.seen = torch.cat([torch.take_along_dim(self.seen, origin[:, :, None], dim=1),
                                self.own.expand(m, -1, -1)], 2)
         self.pos = self.pos + 1
-        mask = torch.cat([self.prompt[:, None, :].expand(-1, self.n, -1), self.seen], 2)[:, None]
+        seen = torch.cat([self.prompt[:, None, :].expand(-1, self.n, -1), self.seen], 2)[:, None]
+        # additive, in the cache's dtype: SDPA takes it as is (a boolean one it converts every step, ~8% slower)
+        mask = torch.zeros(seen.shape, dtype=self.dtype, device=seen.device).masked_fill_(~seen, self.never)
         out = self.rows.model(input_ids=tokens, attention_mask=mask, position_ids=self.pos.expand(-1, self.n),
                               cache=self.rows.cache, use_cache=True)
         return out.logits.float().reshape(m * self.n, -1)
