@@ -102,6 +102,8 @@ def process_group() -> Iterator[tuple[int, int]]:
                 extensions.check_locks([extensions.SHM_OP])   # a killed build's lock would hang us forever
         deepspeed.init_distributed(dist_backend=acc.communication_backend_name())
         yield dist.get_rank(), dist.get_world_size()
+        if dist.get_world_size() > 1:   # a clean exit: no rank tears its transport down while another still
+            dist.barrier()              # works (rank 0 writing results), which has aborted a gloo rank at exit
     finally:
         if dist.is_initialized():
             import deepspeed.comm as ds_comm
