@@ -237,7 +237,8 @@ def evaluate(cfg: EvalConfig, log=print) -> dict:
                                      **perplexity(model, tok, texts, cfg.ppl_max_length, cfg.ppl_stride,
                                                  rank, world, log)}
             p = results["perplexity"]
-            log(f"  perplexity {p['ppl']:.3f} (e^NLL over {p['tokens']} tokens of {p['documents']} documents; "
+            log(f"  perplexity {with_interval(p['ppl'], p['interval'], 3)} (e^NLL over {p['tokens']} tokens of "
+                f"{p['documents']} documents, interval over documents; "
                 f"E2WM's 2^NLL: {p['ppl_base2_e2wm']:.3f})")
         if rank == 0:   # the same bytes whatever the number of ranks: timings go to the log only
             make_dir(out)
@@ -348,6 +349,7 @@ def _markdown(r: dict) -> str:
               f"{with_interval(s['answer_nll']['mean'], s['answer_nll'])} |" for n, s in r["suites"].items()]
     if "perplexity" in r:
         p = r["perplexity"]
-        lines.append(f"| perplexity ({p['corpus']}) | {p['documents']} docs | e^NLL | {p['ppl']:.4f} | |")
+        lines.append(f"| perplexity ({p['corpus']}) | {p['documents']} docs | e^NLL | "
+                     f"{with_interval(p['ppl'], p.get('interval'))} | |")
         lines.append(f"| (E2WM's 2^NLL, for comparison only) | | 2^NLL | {p['ppl_base2_e2wm']:.4f} | |")
     return "\n".join(lines) + "\n"

@@ -73,3 +73,23 @@ def paired(a, b, seed: int = SEED, resamples: int = RESAMPLES, level: float = LE
     if x.size != y.size:
         raise E2WMError(f"bootstrap: paired values: {x.size} against {y.size} items; pair the same items")
     return _interval(y - x, seed, resamples, level)
+
+
+def ratio(num, den, seed: int = SEED, resamples: int = RESAMPLES, level: float = LEVEL
+          ) -> tuple[float, float] | None:
+    """(low, high) of sum(num) / sum(den) with items resampled (num[i] and den[i] one item's, den >= 0): the
+    percentile bootstrap of a token-weighted mean over documents, e.g. a corpus's NLL per token; None for no
+    items or a resample of no weight."""
+    _check(seed, resamples, level)
+    x, w = _values(num, "num"), _values(den, "den")
+    if x.size != w.size:
+        raise E2WMError(f"bootstrap: ratio: {x.size} numerators against {w.size} denominators")
+    if x.size == 0:
+        return None
+    rng = np.random.Generator(np.random.PCG64(seed))
+    idx = rng.integers(0, x.size, size=(resamples, x.size))
+    tops, bottoms = x[idx].sum(axis=1), w[idx].sum(axis=1)
+    if not (bottoms > 0).all():
+        return None
+    low, high = np.quantile(tops / bottoms, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)

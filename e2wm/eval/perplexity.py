@@ -12,7 +12,9 @@ dealt out over the ranks, the longest first to the rank with the fewest tokens s
 rank runs about 1/world of the tokens through the model. Each window's NLL sum (float64) and token
 count are gathered on every rank and added in window order (`math.fsum`), and a window is scored
 alone (one forward, no padding) whichever rank gets it, so any number of ranks gives the figure of
-one process bit for bit. Log-softmax is taken in float32 whatever the model's dtype.
+one process bit for bit. Log-softmax is taken in float32 whatever the model's dtype. The perplexity's 95%
+interval (`interval`) is the percentile bootstrap over documents of their token-weighted NLL
+(`intervals.ratio`), as e^NLL.
 
 Documents come from the corpora `e2wm fisher` reads (`e2wm.train.corpus`); the Fisher takes a
 corpus's first documents, so perplexity takes its last ones.
@@ -24,6 +26,7 @@ import math
 
 import torch
 
+from e2wm.eval.intervals import ratio, settings
 from e2wm.eval.placement import input_device
 from e2wm.train.tokens import encode
 
@@ -32,8 +35,13 @@ def windows(tokenizer, texts, max_length: int = 800, stride: int | None = None) 
     """The windows scored, in document order: (ids, first), where ids[first:] are the tokens the window
     scores (the first token of a document has nothing to be predicted from, so first >= 1). Windows
     that score nothing are left out."""
+    return [(ids, first) for ids, first, _ in _windows(tokenizer, texts, max_length, stride)]
+
+
+def _windows(tokenizer, texts, max_length: int, stride: int | None) -> list[tuple[list[int], int, int]]:
+    """`windows`, each with the index of its document."""
     out = []
-    for ids in encode(tokenizer, texts, max_length if stride is None else None):
+    for doc, ids in enumerate(encode(tokenizer, texts, max_length if stride is None else None)):
         if stride is None:
             spans = [(0, len(ids), 1)]
         else:
@@ -45,7 +53,7 @@ def windows(tokenizer, texts, max_length: int = 800, stride: int | None = None) 
                 if end == len(ids):
                     break
                 start += stride
-        out += [(ids[a:b], max(s - a, 1)) for a, b, s in spans if b - a >= 2 and s < b]
+        out += [(ids[a:b], max(s - a, 1), doc) for a, b, s in spans if b - a >= 2 and s < b]
     return out
 
 
@@ -75,10 +83,10 @@ def perplexity(model, tokenizer, texts, max_length: int = 800, stride: int | Non
     """The corpus's token-weighted perplexity; under several ranks (a process group exists), each scores
     the windows `deal` gives it and every rank returns the same dict. `log` (if given) is told each
     rank's share when world > 1."""
-    wins = windows(tokenizer, texts, max_length, stride)
-    owner = deal([len(ids) for ids, _ in wins], world)
+    wins = _windows(tokenizer, texts, max_length, stride)
+    owner = deal([len(ids) for ids, _, _ in wins], world)
     mine = [(i, window_nll(model, ids, first), len(ids) - first)
-            for i, ((ids, first), r) in enumerate(zip(wins, owner)) if r == rank]
+            for i, ((ids, first, _), r) in enumerate(zip(wins, owner)) if r == rank]
     if world > 1:
         import torch.distributed as dist
         parts = [None] * world
@@ -91,5 +99,13 @@ def perplexity(model, tokenizer, texts, max_length: int = 800, stride: int | Non
     mine.sort()
     count = sum(n for _, _, n in mine)
     nll = math.fsum(s for _, s, _ in mine) / count if count else float("nan")
-    return {"tokens": count, "documents": len(texts), "nll": nll, "ppl": math.exp(nll),
+    per_doc: dict[int, list] = {}   # document -> [NLL sum, tokens], for the interval over documents
+    for i, s, n in mine:
+        acc = per_doc.setdefault(wins[i][2], [0.0, 0])
+        acc[0] += s
+        acc[1] += n
+    ci = ratio([v[0] for v in per_doc.values()], [v[1] for v in per_doc.values()]) if per_doc else None
+    interval = None if ci is None else {"low": math.exp(ci[0]), "high": math.exp(ci[1]), "over": "documents",
+                                        **settings()}
+    return {"tokens": count, "documents": len(texts), "nll": nll, "ppl": math.exp(nll), "interval": interval,
             "ppl_base2_e2wm": 2 ** nll, "max_length": max_length, "stride": stride}

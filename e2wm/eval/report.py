@@ -165,6 +165,12 @@ def _check(r: dict) -> None:
         _number(ppl, "ppl_base2_e2wm", "perplexity", 0, math.inf, low_open=True)
     if "nll" in ppl:
         _number(ppl, "nll", "perplexity", 0, math.inf)
+    if ppl.get("interval") is not None:
+        if not isinstance(ppl["interval"], dict):
+            raise E2WMError(f"perplexity.interval: expected a mapping with low and high, got "
+                            f"{reprlib.repr(ppl['interval'])}")
+        for key in ("low", "high"):
+            _number(ppl["interval"], key, "perplexity.interval", 0, math.inf, low_open=True)
     for key in ("tokens", "documents"):
         if key in ppl:
             _count(ppl, key, "perplexity")
@@ -234,8 +240,11 @@ def report(runs: list[str], out: str | Path) -> Path:
                  else "" for _, r in loaded]
         lines.append(f"| {s} | {headline(first[s])[0]} | " + " | ".join(cells) + " |")
     if any("perplexity" in r for _, r in loaded):
-        cells = [f"{r['perplexity']['ppl']:.3f}" if "perplexity" in r else "" for _, r in loaded]
-        lines.append("| perplexity (lower is better) | e^NLL | " + " | ".join(cells) + " |")
+        cells = [with_interval(r["perplexity"]["ppl"], r["perplexity"].get("interval"), 3) if "perplexity" in r
+                 else "" for _, r in loaded]
+        docs = {r["perplexity"].get("documents") for _, r in loaded if "perplexity" in r}
+        n = f", n = {docs.pop()} documents" if len(docs) == 1 and None not in docs else ""
+        lines.append(f"| perplexity (lower is better{n}) | e^NLL | " + " | ".join(cells) + " |")
     gains = [relative_improvement(base, r) for _, r in loaded[1:]]
     lines += ["", "Average relative improvement over the base run (E2WM's summary figure): "
               + ", ".join(f"{n} {g:+.2%}" if g is not None else f"{n} n/a" for n, g in zip(names[1:], gains))

@@ -68,3 +68,18 @@ def test_bad_input_is_one_e2wm_error(call, names):
     with pytest.raises(E2WMError) as e:
         call()
     assert "\n" not in str(e.value) and all(n in str(e.value) for n in names), str(e.value)
+
+
+def test_ratio_of_equal_weights_is_the_bootstrap_of_the_mean_and_weights_count():
+    """sum(num)/sum(den) over resampled items: with equal weights the same resamples as `bootstrap`, so the same
+    interval; a heavy item moves it towards its own value."""
+    from e2wm.eval.intervals import bootstrap, ratio
+    rng = np.random.Generator(np.random.PCG64(3))
+    x = rng.normal(5.0, 1.0, 200)
+    lo, hi = ratio(2 * x, np.full(200, 2.0))
+    assert (lo, hi) == pytest.approx(bootstrap(x), abs=1e-12)
+    w = np.ones(200)
+    w[0], x[0] = 1000.0, 9.0
+    lo_w, hi_w = ratio(x * w, w)
+    assert hi + 2 < hi_w < 9.0   # the heavy item (value 9) pulls the resamples that hold it towards it
+    assert ratio([], []) is None

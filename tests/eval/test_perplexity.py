@@ -30,6 +30,13 @@ def test_token_weighted_ppl_equals_a_hand_computation(lm):
         total, n = total + s, n + k
     r = perplexity(model, tok, TEXTS, max_length=64)
     assert r["tokens"] == n and r["nll"] == pytest.approx(total / n, abs=1e-5)
+    # the interval: documents resampled, each weighed by its tokens (`intervals.ratio` of the hand sums)
+    from e2wm.eval.intervals import ratio
+    sums = [_nll_sum(model, tok(t)["input_ids"][:64]) for t in TEXTS]
+    lo, hi = ratio([s for s, _ in sums], [k for _, k in sums])
+    assert r["interval"]["low"] == pytest.approx(math.exp(lo), rel=1e-5)
+    assert r["interval"]["high"] == pytest.approx(math.exp(hi), rel=1e-5)
+    assert r["interval"]["low"] <= r["ppl"] <= r["interval"]["high"] and r["interval"]["over"] == "documents"
     assert r["ppl"] == pytest.approx(math.exp(total / n), rel=1e-5)
     assert r["ppl_base2_e2wm"] == pytest.approx(2 ** (total / n), rel=1e-5)
 
