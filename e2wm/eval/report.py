@@ -243,8 +243,8 @@ def report(runs: list[str], out: str | Path) -> Path:
         cells = [with_interval(r["perplexity"]["ppl"], r["perplexity"].get("interval"), 3) if "perplexity" in r
                  else "" for _, r in loaded]
         docs = {r["perplexity"].get("documents") for _, r in loaded if "perplexity" in r}
-        n = f", n = {docs.pop()} documents" if len(docs) == 1 and None not in docs else ""
-        lines.append(f"| perplexity (lower is better{n}) | e^NLL | " + " | ".join(cells) + " |")
+        n = f" (n = {docs.pop()} documents)" if len(docs) == 1 and None not in docs else ""
+        lines.append(f"| perplexity (lower is better) | e^NLL{n} | " + " | ".join(cells) + " |")
     gains = [relative_improvement(base, r) for _, r in loaded[1:]]
     lines += ["", "Average relative improvement over the base run (E2WM's summary figure): "
               + ", ".join(f"{n} {g:+.2%}" if g is not None else f"{n} n/a" for n, g in zip(names[1:], gains))
