@@ -245,6 +245,9 @@ def report(runs: list[str], out: str | Path) -> Path:
         docs = {r["perplexity"].get("documents") for _, r in loaded if "perplexity" in r}
         n = f" (n = {docs.pop()} documents)" if len(docs) == 1 and None not in docs else ""
         lines.append(f"| perplexity (lower is better) | e^NLL{n} | " + " | ".join(cells) + " |")
+    sizes = {s: sorted({r["suites"][s]["n"] for _, r in loaded if s in r["suites"]}) for s in suites}
+    lines += ["", "Items scored per suite (n): " + ", ".join(
+        f"{s} {'/'.join(map(str, ns))}" for s, ns in sizes.items()) + "."]
     gains = [relative_improvement(base, r) for _, r in loaded[1:]]
     lines += ["", "Average relative improvement over the base run (E2WM's summary figure): "
               + ", ".join(f"{n} {g:+.2%}" if g is not None else f"{n} n/a" for n, g in zip(names[1:], gains))

@@ -34,6 +34,7 @@ def test_report_writes_the_table_and_charts(tmp_path, capsys):
     md = (tmp_path / "r" / "report.md").read_text()
     assert "| suite | metric | base | ewc_lora |" in md
     assert "| count_qa | accuracy (ln) | 0.5000 | 0.7500 |" in md
+    assert "Items scored per suite (n): " in md and "count_qa " in md.split("Items scored per suite (n): ")[1]
     assert md.index("| plan_gen |") < md.index("| perplexity (lower is better) | e^NLL | 12.500 | 13.000 |")
     assert "ewc_lora +50.00%" in md                      # (+50% on count_qa, +50% on plan_gen) / 2
     for png in ("mc.png", "gen.png"):
