@@ -45,7 +45,7 @@ from e2wm.eval.harness import headline
 KEY = ("ewc_lora", "l2")   # the key comparison: EWC-LoRA against its uniform-F control
 LEVEL = 0.95
 HELDOUT = "heldout_"
-X_LABEL = "held-out general text e^NLL (perplexity)"
+X_LABEL = "held-out general text e^NLL (perplexity, log scale)"
 Y_LABEL = "held-out task answer NLL (nats/token)"
 # the 0.975 quantile of Student's t, df 1..30 (where scipy is not installed); beyond, a Cornish-Fisher expansion
 T975 = (12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157, 2.228139,
@@ -295,6 +295,7 @@ def figure(points: list[dict], arms: list[str]):
     for p in points:
         if p["arm"] == "base":
             ax.scatter([p["x"]], [p["y"]], marker="*", s=220, color="black", zorder=5, label="base model")
+    ax.set_xscale("log")   # the verdict's scale: gaps are measured over log perplexity (the NLL)
     ax.set_xlabel(X_LABEL)
     ax.set_ylabel(Y_LABEL)
     ax.set_title("Learning against forgetting (lower left is better)")

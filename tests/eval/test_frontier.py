@@ -146,7 +146,8 @@ def test_the_plot_names_its_axes_and_draws_each_arm_and_the_base(tmp_path):
     points, _, _ = fr.load(tmp_path, runs)
     fig = fr.figure(points, ["ewc_lora", "l2"])
     ax = fig.axes[0]
-    assert ax.get_xlabel() == "held-out general text e^NLL (perplexity)"
+    assert ax.get_xlabel() == "held-out general text e^NLL (perplexity, log scale)"
+    assert ax.get_xscale() == "log"   # the scale the verdict measures gaps on
     assert ax.get_ylabel() == "held-out task answer NLL (nats/token)"
     assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["base model", "ewc_lora", "l2"]
     fronts = [line for line in ax.get_lines() if line.get_drawstyle() == "steps-post"]
