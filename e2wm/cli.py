@@ -237,6 +237,21 @@ def _parser() -> Parser:
     q.add_argument("--simulations", type=bounded(1, 10_000_000), default=2000)
     q.add_argument("--workers", type=bounded(1, 1024), default=1, help="processes")
     q.set_defaults(func=_bench, bench="plans")
+    bm = bench.add_parser("memory", help="GPU memory per rank of the train and fisher stages, ZeRO-2/3, with and "
+                          "without gradient checkpointing: saved activations measured on 1-2 real layers, "
+                          "extrapolated to all")
+    bm.add_argument("--model", default="shape:llama-13b", help="tiny, shape:NAME, a model directory or hub id "
+                    "(only its config is read)")
+    bm.add_argument("--micro-batch", type=bounded(1, 4096), default=8)
+    bm.add_argument("--seq", type=bounded(2, 131_072), default=800, help="tokens per row")
+    bm.add_argument("--world", type=bounded(1, 65_536), default=8, help="ranks (GPUs)")
+    bm.add_argument("--layers", type=bounded(1, 1024), default=None, help="layers to extrapolate to "
+                    "(default: the model's)")
+    bm.add_argument("--precision", choices=("bf16", "fp16", "fp32"), default="bf16")
+    bm.add_argument("--device", choices=("meta", "accelerator"), default="meta", help="meta: shapes only, no "
+                    "data (default); accelerator: real tensors on this rank's device")
+    bm.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
+    bm.set_defaults(func=_bench, bench="memory")
     return p
 
 
