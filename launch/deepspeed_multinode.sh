@@ -15,12 +15,21 @@
 # Run it on the first host of the hostfile (it becomes the rendezvous point). Every host needs this
 # checkout at the same path with its venv at .venv (or VENV), passwordless ssh from here, and every output
 # folder (the Fisher's --out, the config's `out`) on a filesystem every node sees: every rank writes its
-# partition there. The launcher (pdsh by default) starts the module once per slot; variables listed in
-# ./.deepspeed_env (e.g. NCCL_SOCKET_IFNAME=eth0) reach every rank. Rerun the same command to resume
-# (training from the newest checkpoint, also with another hostfile: the global batch stays fixed and
-# accumulation absorbs the change; the Fisher from its last saved sample).
-#   MASTER_ADDR   this host's address the ranks meet at   (default: the first address of `hostname -I`)
+# partition there. Rerun the same command to resume (training from the newest checkpoint, also with another
+# hostfile: the global batch stays fixed and accumulation absorbs the change; the Fisher from its last saved
+# sample).
+#
+# pdsh starts the ranks over ssh in sshd's environment, so this script first writes the variables they need
+# to DS_ENV_FILE (`python -m e2wm.train.hosts deepspeed-env`): the venv's bin ahead of the node's PATH (ninja
+# for DeepSpeed's JIT builds), HF_HOME / HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE, NCCL_* / GLOO_* / E2WM_*
+# (E2WM_DIST_TIMEOUT_S: the collective timeout, default 3600 s), PYTHONPATH, and a per-node JIT cache
+# TORCH_EXTENSIONS_DIR (E2WM_EXTENSIONS_DIR: a template, `{host}` = the node's hostname; default
+# ${TMPDIR:-/tmp}/e2wm-torch-ext-{host}). Entries of your ~/.deepspeed_env and ./.deepspeed_env are added and
+# win (e.g. NCCL_SOCKET_IFNAME=ib0).
+#   MASTER_ADDR   the address the ranks meet at (default: this host's address on the interface that routes
+#                 to the second host of the hostfile; not `hostname -I`'s first, which can be docker0)
 #   MASTER_PORT   the rendezvous port                      (default 29500)
+#   E2WM_DS_ENV_OUT  where the generated file goes         (default out/launch/deepspeed_env)
 set -euo pipefail
 usage="usage: $0 HOSTFILE [train] CONFIG [--set k=v ...] | HOSTFILE fisher FISHER ARGS..."
 HOSTFILE="${1:?$usage}"
@@ -33,6 +42,10 @@ esac
 cd "$(dirname "$0")/.."
 # shellcheck disable=SC1091
 source "${VENV:-.venv}/bin/activate"
-MASTER_ADDR="${MASTER_ADDR:-$(hostname -I | awk '{print $1}')}"
+MASTER_ADDR="$(python -m e2wm.train.hosts master-addr "$HOSTFILE")"
+ds_env="${E2WM_DS_ENV_OUT:-out/launch/deepspeed_env}"
+python -m e2wm.train.hosts deepspeed-env --merge-user-files --out "$ds_env" >/dev/null
+DS_ENV_FILE="$(cd "$(dirname "$ds_env")" && pwd)/$(basename "$ds_env")"   # absolute: DeepSpeed joins it to ~ and .
+export DS_ENV_FILE
 exec deepspeed --hostfile "$HOSTFILE" --master_addr "$MASTER_ADDR" --master_port "${MASTER_PORT:-29500}" \
     "${stage_args[@]}"

@@ -3,6 +3,7 @@ nccl on CUDA, gloo on CPU (see shared notes, stack.md section 2)."""
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import socket
 import sys
@@ -68,6 +69,25 @@ def device() -> torch.device:
     return torch.device(acc.device_name(int(os.environ.get("LOCAL_RANK", "0"))))
 
 
+TIMEOUT_ENV = "E2WM_DIST_TIMEOUT_S"
+DEFAULT_TIMEOUT_S = 3600   # DeepSpeed's 10 min is too short for rank-0 work behind a barrier (a 13B export or
+                           # consolidated Fisher write): the other ranks' collective would time out meanwhile
+
+
+def timeout() -> datetime.timedelta:
+    """The collectives' timeout: $E2WM_DIST_TIMEOUT_S seconds, default 3600 (one hour)."""
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not raw:
+        return datetime.timedelta(seconds=DEFAULT_TIMEOUT_S)
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise E2WMError(f"{TIMEOUT_ENV}={raw!r}: not a positive number of seconds")
+    return datetime.timedelta(seconds=seconds)
+
+
 _LAUNCHER_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
@@ -78,6 +98,8 @@ def process_group() -> Iterator[tuple[int, int]]:
     A group that exists already (the caller's, Ray Train's) is used and kept. Otherwise one is created: the
     launcher's (torchrun, deepspeed) when its variables are set, else, for a lone process, rank 0 of a world
     of 1 on a free local port, so single-process runs go through the same DeepSpeed code as multi-node ones.
+    Collectives time out after `timeout()` ($E2WM_DIST_TIMEOUT_S). A run across nodes without a
+    TORCH_EXTENSIONS_DIR builds DeepSpeed's JIT ops into a per-node folder (extensions.node_local_root()).
     The lone process's launcher variables hold only inside the block: os.environ is left as it was found, so
     a later run or a child process does not inherit them. A DeepSpeed engine made inside must be destroyed
     before the block ends (the group going first aborts ZeRO-3 at exit).
@@ -88,19 +110,20 @@ def process_group() -> Iterator[tuple[int, int]]:
     if dist.is_initialized():
         yield dist.get_rank(), dist.get_world_size()
         return
-    saved = {key: os.environ.get(key) for key in _LAUNCHER_VARS}
+    wait = timeout()   # bad input fails before anything starts
+    saved = {key: os.environ.get(key) for key in (*_LAUNCHER_VARS, "TORCH_EXTENSIONS_DIR")}
     try:
         if not is_distributed_env():
             os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", LOCAL_WORLD_SIZE="1",
                               MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+        from e2wm.train import extensions
+        extensions.use_node_local_root()
         acc = accelerator()
         if acc.device_name() != "cpu":
             acc.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        else:
-            from e2wm.train import extensions
-            if not extensions.skip_shm_op(world_size()):
-                extensions.check_locks([extensions.SHM_OP])   # a killed build's lock would hang us forever
-        deepspeed.init_distributed(dist_backend=acc.communication_backend_name())
+        elif not extensions.skip_shm_op(world_size()):
+            extensions.check_locks([extensions.SHM_OP])   # a killed build's lock would hang us forever
+        deepspeed.init_distributed(dist_backend=acc.communication_backend_name(), timeout=wait)
         yield dist.get_rank(), dist.get_world_size()
         if dist.get_world_size() > 1:   # a clean exit: no rank tears its transport down while another still
             dist.barrier()              # works (rank 0 writing results), which has aborted a gloo rank at exit

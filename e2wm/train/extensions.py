@@ -7,11 +7,18 @@ timeout, until that file is gone - even when the op was built long ago. A proces
 the file behind, and every DeepSpeed start on the machine then hangs in silence. Before an op loads we
 look: a lock that no process on this machine holds open, and whose build folder has not changed for
 `E2WM_EXT_LOCK_STALE_S` seconds (default 120; a build on another node of a shared folder keeps writing),
-is reported in one line that says how to clear it.
+is reported in one line that says how to clear it. An op that must be built needs `ninja` on this rank's
+PATH (a rank started by pdsh has sshd's PATH unless `.deepspeed_env` puts the venv's bin on it): its absence
+is one line too, not torch's traceback.
+
+Across nodes each node should build into its own folder: a cache on a shared $HOME is contended by every
+node at once. `node_local_root()` is the folder a multi-node run uses when TORCH_EXTENSIONS_DIR is unset.
 """
 from __future__ import annotations
 
 import os
+import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +41,45 @@ def extensions_root() -> Path:
     if getattr(torch.version, "hip", None):
         acc = f"rocm{torch.version.hip.replace('.', '')}"
     return Path(get_default_build_root()) / f"py{sys.version_info.major}{sys.version_info.minor}_{acc}"
+
+
+def node_local_root() -> Path:
+    """A per-node build folder on node-local storage: $TMPDIR (or /tmp)/e2wm-torch-ext-HOSTNAME."""
+    return Path(tempfile.gettempdir()) / f"e2wm-torch-ext-{socket.gethostname()}"
+
+
+def spans_nodes() -> bool:
+    """True when the launcher's world is larger than this node's share of it."""
+    local = os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("LOCAL_SIZE")   # torchrun's, deepspeed's
+    return local is not None and int(os.environ.get("WORLD_SIZE", "1")) > int(local)
+
+
+def use_node_local_root() -> bool:
+    """Across nodes, with no TORCH_EXTENSIONS_DIR chosen, build into `node_local_root()` (sets the variable
+    for this process). Returns True when it set it."""
+    if os.environ.get("TORCH_EXTENSIONS_DIR") or not spans_nodes():
+        return False
+    os.environ["TORCH_EXTENSIONS_DIR"] = str(node_local_root())
+    return True
+
+
+def prebuilt(name: str) -> bool:
+    """The op was compiled when DeepSpeed was installed (DS_BUILD_...=1): loading it builds nothing."""
+    try:
+        from deepspeed.git_version_info import installed_ops
+    except ImportError:
+        return False
+    return bool(installed_ops.get(name))
+
+
+def check_ninja(names) -> None:
+    """Ops among `names` that will be JIT-built need ninja on PATH; one line naming the PATH when it is not."""
+    import shutil
+    need = [n for n in names if not prebuilt(n)]
+    if need and shutil.which("ninja") is None:
+        raise E2WMError(f"ninja is not on this rank's PATH ({os.environ.get('PATH', '')}), and DeepSpeed must "
+                        f"build {', '.join(need)} here; put the venv's bin on PATH (for the deepspeed launcher over "
+                        f"pdsh: a .deepspeed_env written by `python -m e2wm.train.hosts deepspeed-env`)")
 
 
 def _open_files() -> set[str] | None:
@@ -92,8 +138,9 @@ def check_locks(names, root: Path | None = None, stale_s: float | None = None, p
     """Before ops `names` load: wait while a lock may still belong to a live build; a stale one is an error.
 
     A lock nobody here holds open is waited on until its build folder has been quiet for the limit
-    (another node may be building into a shared folder), then refused.
+    (another node may be building into a shared folder), then refused. Ops that will be built need ninja.
     """
+    check_ninja(names)
     root = root or extensions_root()
     while True:
         pending = []

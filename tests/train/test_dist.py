@@ -37,3 +37,27 @@ def test_stages_run_in_process_leave_the_environment_as_they_found_it(tmp_path, 
                  "--max-length", "32", "--zero-stage", "0", "--out", str(tmp_path / "fisher")]) == 0
     assert dict(os.environ) == before
     assert not dist.is_initialized()
+
+
+def _group_timeout():
+    import torch
+    from torch.distributed import distributed_c10d
+    return distributed_c10d._get_default_group()._get_backend(torch.device("cpu")).options._timeout
+
+
+def test_the_collective_timeout_reaches_the_process_group(monkeypatch):
+    monkeypatch.setenv(edist.TIMEOUT_ENV, "1234")
+    with edist.process_group():
+        assert _group_timeout().total_seconds() == 1234
+    monkeypatch.delenv(edist.TIMEOUT_ENV)   # unset: an hour, not DeepSpeed's 10 minutes
+    assert edist.timeout().total_seconds() == edist.DEFAULT_TIMEOUT_S == 3600
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-5"])
+def test_a_bad_timeout_is_one_line(monkeypatch, value):
+    from e2wm.errors import E2WMError
+    monkeypatch.setenv(edist.TIMEOUT_ENV, value)
+    with pytest.raises(E2WMError, match=edist.TIMEOUT_ENV):
+        with edist.process_group():
+            pass
+    assert not dist.is_initialized()

@@ -106,3 +106,26 @@ def test_two_rank_launch_reports_a_stale_lock_instead_of_hanging(tmp_path, tiny_
         assert r["kind"] == "bad_input" and "\n" not in r["message"], r
         assert str(lock) in r["message"] and f"rm {lock}" in r["message"], r
     assert not (tmp_path / "run").exists()   # nothing written
+
+
+def test_an_op_to_build_without_ninja_on_path_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))   # a rank started by pdsh without the venv's bin (and no system ninja)
+    with pytest.raises(E2WMError, match=r"ninja is not on this rank's PATH.*cpu_adam.*deepspeed-env"):
+        check_locks(["cpu_adam"], root=tmp_path)
+    monkeypatch.setattr("e2wm.train.extensions.prebuilt", lambda name: True)   # built at install: nothing to build
+    check_locks(["cpu_adam"], root=tmp_path)
+
+
+def test_a_run_across_nodes_builds_into_a_per_node_folder(monkeypatch):
+    from e2wm.train import extensions
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR", raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_SIZE", "4")          # deepspeed's launcher: one node
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert not extensions.use_node_local_root() and "TORCH_EXTENSIONS_DIR" not in os.environ
+    monkeypatch.setenv("LOCAL_SIZE", "2")          # two nodes
+    assert extensions.use_node_local_root()
+    import socket
+    assert os.environ["TORCH_EXTENSIONS_DIR"].endswith(f"e2wm-torch-ext-{socket.gethostname()}")
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", "/chosen")   # the user's choice stays
+    assert not extensions.use_node_local_root() and os.environ["TORCH_EXTENSIONS_DIR"] == "/chosen"
