@@ -209,6 +209,8 @@ def _parser() -> Parser:
     bt.add_argument("--samples", type=bounded(1, 1_000_000), default=64)
     bt.add_argument("--seq", type=bounded(2, 131_072), default=128, help="tokens per sample")
     bt.add_argument("--micro-batch", type=bounded(1, 4096), default=8)
+    bt.add_argument("--gradient-checkpointing", action="store_true", help="recompute each layer in backward, as "
+                    "`e2wm fisher --gradient-checkpointing`")
     bt.set_defaults(func=_bench, bench="regularizers", what="fisher")
     bt = bench.add_parser("train", help="trainer tokens/s vs a plain transformers+peft loop and E2WM's "
                           "pad-to-800 batching")

@@ -4,7 +4,9 @@
           over the same step without it; same model, same batches.
 * fisher: Fisher tokens/s (`e2wm.train.fisher.compute_fisher`) by method (batch: one backward per
           micro-batch, the default; loop: one backward per sample) over plain LoRA forward+backward
-          tokens/s, with each one's peak memory; same model, sequence length and micro-batch (8).
+          tokens/s, with each one's peak memory; same model, sequence length and micro-batch (8). The
+          model is what `e2wm fisher --precision P` runs: the base in P, a zero-init LoRA added by
+          `fisher_run.lora_model`, and the Fisher runs in the dtype of its weights (recorded, and reported).
 """
 from __future__ import annotations
 
@@ -100,26 +102,28 @@ def _peak_mib(fn) -> tuple[float, float]:
 
 def run_fisher(samples: int = 64, hidden: int = 256, layers: int = 4, heads: int = 4,
                seq: int = 128, micro_batch: int = 8, seed: int = 0, repeats: int = 2,
-               model_spec: str | None = None, precision: str = "fp32") -> dict:
+               model_spec: str | None = None, precision: str = "fp32", gradient_checkpointing: bool = False) -> dict:
     """Fisher tokens/s by method (batch: the default; loop: one backward per sample) over plain LoRA
     forward+backward tokens/s, same model, lengths and micro-batch, on the accelerator's device; the
     best of `repeats` rounds, contenders interleaved. `model_spec` (e.g. shape:gpt-neo-1.3b) replaces
     the default Llama (hidden 256, 4 layers, byte tokens)."""
     from e2wm.train.dist import device as accel_device
     from e2wm.train.fisher import compute_fisher
-    from e2wm.train.model import byte_tokenizer, load_model, load_tokenizer
+    from e2wm.train.fisher_run import lora_model
+    from e2wm.train.model import DTYPES, byte_tokenizer, load_model, load_tokenizer
 
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+    dtype = DTYPES[precision]
     dev = accel_device()
     rng = torch.Generator().manual_seed(seed)
     codes = torch.randint(32, 127, (samples, seq), generator=rng)   # printable ASCII: 1 byte = 1 token
     texts = ["".join(map(chr, row.tolist())) for row in codes]
     if model_spec is None:
         tok = byte_tokenizer()
-        model = _model(hidden, layers, heads, len(tok), seed).to(dev, dtype)
+        base = tiny_causal_lm(seed=seed, vocab=len(tok), hidden=hidden, layers=layers, heads=heads).to(dtype)
     else:
         tok = load_tokenizer(model_spec, field="--model")
-        model = add_lora(load_model(model_spec, dtype, field="--model")).to(dev).eval()
+        base = load_model(model_spec, dtype, field="--model")
+    model = lora_model(base).to(dev).eval()   # as `e2wm fisher` builds it (one process)
     ids = torch.tensor(tok(texts, truncation=True, max_length=seq)["input_ids"], device=dev)
     tokens = samples * (ids.shape[1] - 1)   # counted as the Fisher counts them
 
@@ -129,12 +133,13 @@ def run_fisher(samples: int = 64, hidden: int = 256, layers: int = 4, heads: int
             model(input_ids=b, labels=b).loss.backward()
         model.zero_grad(set_to_none=True)
 
-    def fisher(method):
-        return lambda: compute_fisher(model, texts, tok, max_length=seq, micro_batch=micro_batch, method=method)
+    def fisher(method, n=samples):
+        return lambda: compute_fisher(model, texts[:n], tok, max_length=seq, micro_batch=micro_batch, method=method,
+                                      gradient_checkpointing=gradient_checkpointing)[1]
 
     contenders = {"plain": plain, "batch": fisher("batch"), "loop": fisher("loop")}
-    for fn in contenders.values():   # warm-up
-        compute_fisher(model, texts[:micro_batch], tok, max_length=seq, micro_batch=micro_batch)
+    ran = fisher("batch", micro_batch)()   # warm-up; its metadata says what ran (precision, checkpointing)
+    plain()
     best = {k: (float("inf"), 0.0) for k in contenders}
     for _ in range(repeats):
         for k, fn in contenders.items():
@@ -146,7 +151,8 @@ def run_fisher(samples: int = 64, hidden: int = 256, layers: int = 4, heads: int
             "plain_tokens_per_s": tps["plain"],
             "peak_mib": {k: round(m, 1) for k, (_, m) in best.items()},
             "device": str(dev), "model": model_spec or f"llama hidden {hidden}, {layers} layers",
-            "precision": precision, "samples": samples, "seq": seq, "micro_batch": micro_batch,
+            "precision": ran["precision"], "gradient_checkpointing": ran["gradient_checkpointing"],
+            "samples": samples, "seq": seq, "micro_batch": micro_batch,
             "fisher_modules": "lora-targets", "threads": torch.get_num_threads()}
 
 
@@ -160,7 +166,7 @@ def main(args) -> int:
     if args.model is not None:
         check_model_spec(args.model, "--model")
     r = run_fisher(samples=args.samples, seq=args.seq, micro_batch=args.micro_batch, model_spec=args.model,
-                   precision=args.precision)
+                   precision=args.precision, gradient_checkpointing=getattr(args, "gradient_checkpointing", False))
     return report(r, f"{r['model']} ({r['precision']}), micro-batch {r['micro_batch']}, {r['samples']} samples of "
                   f"{r['seq']} tokens, {r['device']}:",
                   f"  plain LoRA forward+backward {r['plain_tokens_per_s']:>9.0f} tokens/s  "

@@ -157,7 +157,7 @@ def _hashes(cfg: PipelineConfig) -> dict[str, str]:
     c = to_plain(cfg)
     own = {"collect": cfg.collect.job_dict(),   # what determines the episodes, not where or how fast
            "data": c["data"], "model": [c["model"], c["corpus"]] + _pretrain_docs(cfg),
-           "fisher": [{**c["fisher"], "modules": cfg.fisher_modules()}, c["corpus"]],
+           "fisher": [_fisher_own(c["fisher"], cfg.fisher_modules()), c["corpus"]],
            # a kl run's documents end where perplexity's begin
            "train": [c["train"], c["runs"]] + ([_ppl_docs(cfg)] if "kl" in cfg.run_kinds().values() else [])
            + ([c["sweep"]] if cfg.sweep.active else []),   # without one, the hashes of before sweeps
@@ -166,6 +166,16 @@ def _hashes(cfg: PipelineConfig) -> dict[str, str]:
     for s in STAGES:
         prev = out[s] = config_hash(s, own[s], prev)
     return out
+
+
+def _fisher_own(section: dict, modules: str) -> dict:
+    """What of the fisher section fixes F: gradient checkpointing only trades memory for time (F is unchanged),
+    and precision is hashed only where it is not fp32, so pipelines finished before these fields existed
+    keep their hashes and resume."""
+    own = {k: v for k, v in section.items() if k != "gradient_checkpointing"}
+    if own.get("precision") == "fp32":
+        del own["precision"]
+    return {**own, "modules": modules}
 
 
 def _pretrain_docs(cfg: PipelineConfig) -> list:

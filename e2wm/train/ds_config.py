@@ -180,8 +180,8 @@ def _check_with_deepspeed(ds: dict, where: str) -> None:
         raise E2WMError(f"{where}: DeepSpeed refuses it: {'; '.join(lines[:3]) or type(e).__name__}") from None
 
 
-def fisher_config(zero_stage: int, micro_batch: int) -> dict:
-    """The Fisher's engine: fp32, one micro-batch a step, and an optimizer that never steps."""
+def fisher_config(zero_stage: int, micro_batch: int, precision: str = "fp32") -> dict:
+    """The Fisher's engine: fp32 or bf16 weights, one micro-batch a step, and an optimizer that never steps."""
     return {"train_micro_batch_size_per_gpu": micro_batch, "gradient_accumulation_steps": 1,
             "zero_optimization": {"stage": zero_stage}, "zero_allow_untested_optimizer": True,
-            "steps_per_print": 10**9}
+            "bf16": {"enabled": precision == "bf16"}, "steps_per_print": 10**9}

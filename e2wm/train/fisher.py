@@ -15,11 +15,17 @@ Distributed reduction (rank r processes texts[r::world]):
 * ZeRO-3 (parameters partitioned): each rank's sum of squares of a weight (per micro-batch under
   batch, per sample under loop) is padded to world * ds_tensor.numel() and reduce-scattered (SUM),
   keeping only its own partition (shaped like p.ds_tensor), so F memory per rank is about 1/world.
+Precision: the weights' dtype, fp32 or bf16 (`--precision`), sets the forward and backward; the per-sample
+squares are formed and summed in fp32 either way (bf16 activations and output gradients are upcast
+before the per-sample product; a looped weight's bf16 gradient is upcast before squaring). With
+`gradient_checkpointing` each decoder layer is recomputed in backward (`e2wm.train.layer_recompute`), so
+saved activations are one layer's; the batch method then captures a layer's input during its recompute.
 All accumulation is fp32, on the rank's device. Checkpoints: `e2wm.train.fisher_checkpoint`; the stage
 (config, command line, engine): `e2wm.train.fisher_run`.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 
@@ -29,6 +35,7 @@ import torch.nn.functional as F_
 from e2wm.errors import E2WMError
 from e2wm.train.fisher_checkpoint import Checkpoints, fingerprint, metadata
 from e2wm.train.fisher_io import FISHER_FILE, all_finite, save_fisher, shard_name, weight_sums
+from e2wm.train.layer_recompute import Recompute
 from e2wm.train.model import base_name, base_weight_names, default_targets
 from e2wm.train.tokens import encode
 
@@ -119,10 +126,47 @@ def _padded(batch: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor]
 
 def _per_sample_losses(forward, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean next-token CE per sample over its own (non-pad) tokens, from one padded forward."""
-    logits = forward(input_ids=ids, attention_mask=mask).logits.float()
+    logits = forward(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
     ce = F_.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")
     m = mask[:, 1:].float()
     return (ce * m).sum(1) / m.sum(1)
+
+
+PRECISIONS = {torch.float32: "fp32", torch.bfloat16: "bf16"}
+
+
+def precision_of(params: dict) -> str:
+    """fp32 or bf16: the dtype every covered weight has (what the forward and backward run in)."""
+    dtypes = {p.dtype for p in params.values()}
+    if len(dtypes) != 1 or next(iter(dtypes)) not in PRECISIONS:
+        raise E2WMError(f"fisher: the covered weights are {', '.join(sorted(map(str, dtypes)))}; the Fisher runs "
+                        f"in fp32 or bf16 (--precision)")
+    return PRECISIONS[dtypes.pop()]
+
+
+@contextlib.contextmanager
+def _grads_only(model, params, enabled: bool):
+    """Under reentrant recompute (no backward `inputs=`): only `params` of the model require grad inside."""
+    if not enabled:
+        yield
+        return
+    saved = [(p, p.requires_grad) for p in model.parameters()]
+    keep = {id(p) for p in params}
+    for p, _ in saved:
+        p.requires_grad_(id(p) in keep)
+    try:
+        yield
+    finally:
+        for p, was in saved:
+            p.requires_grad_(was)
+
+
+def _backward(loss: torch.Tensor, inputs: list, recompute: bool, retain: bool = False) -> None:
+    """Backward to `inputs` only; under recompute, to whatever requires grad (`_grads_only` narrows it)."""
+    if recompute:
+        loss.backward(retain_graph=retain)
+    else:
+        torch.autograd.backward(loss, inputs=inputs, retain_graph=retain)
 
 
 # ---------------------------------------------------------------- main loop
@@ -131,7 +175,8 @@ METHODS = ("batch", "loop")
 
 
 def _accumulate(forward, model, params: dict, local: list[list[int]], length: int, micro_batch: int, device, *,
-                partitioned: bool, world: int, method: str, ckpt: Checkpoints | None, stop_after: int | None):
+                partitioned: bool, world: int, method: str, ckpt: Checkpoints | None, stop_after: int | None,
+                recompute: bool = False):
     """Walk positions 0..length of this rank's samples, micro_batch at a time. Every rank walks the
     same `length`, padding with zero-weight samples, so the ZeRO-3 collectives line up.
 
@@ -150,7 +195,8 @@ def _accumulate(forward, model, params: dict, local: list[list[int]], length: in
         pos, samples, tokens, sums = got
         acc.sums = {n: sums[n].clone() for n in acc.sums}
     filler = local[0] if local else [1, 2]  # any 2-token sample; its gradient is scaled to 0
-    with acc, LinearSquares(linear, acc.add) as lin, EmbeddingLeaf(model) as leaf:
+    with acc, LinearSquares(linear, acc.add) as lin, EmbeddingLeaf(model) as leaf, Recompute(model, recompute):
+        leaf.grad_out = recompute   # the loop path's gradients must reach into the recomputed layers
         while pos < length:
             real = local[pos:pos + micro_batch]
             batch = real + [filler] * (micro_batch - len(real))
@@ -159,20 +205,23 @@ def _accumulate(forward, model, params: dict, local: list[list[int]], length: in
                 ids, mask = _padded(batch, device)
                 lin.start(mask)
                 leaf.armed = True
-                losses = _per_sample_losses(forward, ids, mask)
-                torch.autograd.backward((losses * weight).sum(), inputs=[leaf.take()])
+                with _grads_only(model, [], recompute):
+                    losses = _per_sample_losses(forward, ids, mask)
+                    _backward((losses * weight).sum(), [leaf.take()], recompute)
                 lin.stop()
             if looped:
-                # ZeRO-3 releases gathered params after a backward, so a shared graph cannot be re-walked:
-                # there each sample gets its own forward; otherwise one padded forward serves the batch
-                groups = [[s] for s in batch] if partitioned else [batch]
+                # ZeRO-3 releases gathered params after a backward, and a recomputed layer's graph is not
+                # kept, so a shared graph cannot be re-walked: there each sample gets its own forward;
+                # otherwise one padded forward serves the batch
+                groups = [[s] for s in batch] if partitioned or recompute else [batch]
                 i = 0
                 for group in groups:
-                    losses = _per_sample_losses(forward, *_padded(group, device))
-                    for j, loss in enumerate(losses):
-                        acc.scale = weight[i].item()
-                        loss.backward(inputs=list(looped.values()), retain_graph=j < len(losses) - 1)
-                        i += 1
+                    with _grads_only(model, looped.values(), recompute):
+                        losses = _per_sample_losses(forward, *_padded(group, device))
+                        for j, loss in enumerate(losses):
+                            acc.scale = weight[i].item()
+                            _backward(loss, list(looped.values()), recompute, retain=j < len(losses) - 1)
+                            i += 1
             samples += len(real)
             tokens += sum(len(s) - 1 for s in real)
             before, pos = pos, min(pos + micro_batch, length)
@@ -198,20 +247,29 @@ def _start(model, texts: list[str], tokenizer, max_length: int, modules: str, mo
     seqs = [s for s in encode(tokenizer, texts, max_length) if len(s) >= 2]
     params = select_base_params(model, modules)
     model.eval()  # no dropout: per-sample gradients must be deterministic
-    return seqs, params, metadata(model_name, texts, modules, max_length, zero_stage, world, method)
+    return seqs, params, metadata(model_name, texts, modules, max_length, zero_stage, world, method,
+                                  precision_of(params))
+
+
+def _how(meta: dict, load: str, recompute: bool) -> None:
+    """Record how the run held its model; neither changes F, so neither is in a checkpoint's fingerprint."""
+    meta.update(load=load, gradient_checkpointing=json.dumps(bool(recompute)))
 
 
 def compute_fisher(model, texts: list[str], tokenizer, *, max_length: int = 256, micro_batch: int = 1,
                    modules: str = "lora-targets", method: str = "batch", out_dir=None, checkpoint_every: int = 0,
-                   stop_after: int | None = None, model_name: str = "model"):
-    """Single-process Fisher on the model's device; returns ({base name: F}, metadata). Saves to out_dir."""
+                   stop_after: int | None = None, model_name: str = "model", gradient_checkpointing: bool = False):
+    """Single-process Fisher on the model's device, in the dtype of its weights (fp32 or bf16); returns
+    ({base name: F}, metadata). Saves to out_dir."""
     seqs, params, meta = _start(model, texts, tokenizer, max_length, modules, model_name, "none", 1, method)
     if not seqs:
         raise E2WMError("no sample has 2 or more tokens; nothing to predict")
     ckpt = Checkpoints(out_dir, checkpoint_every, 0, 1, fingerprint(meta, params)) \
         if out_dir is not None and checkpoint_every else None
+    _how(meta, "full", gradient_checkpointing)
     sums, n, tok = _accumulate(model, model, params, seqs, len(seqs), micro_batch, next(model.parameters()).device,
-                               partitioned=False, world=1, method=method, ckpt=ckpt, stop_after=stop_after)
+                               partitioned=False, world=1, method=method, ckpt=ckpt, stop_after=stop_after,
+                               recompute=gradient_checkpointing)
     _finished(n, None)
     fisher = {k: (sums[k] / n).view(p.shape) for k, p in params.items()}
     _finished(n, all_finite(fisher))
@@ -224,8 +282,10 @@ def compute_fisher(model, texts: list[str], tokenizer, *, max_length: int = 256,
 def compute_fisher_deepspeed(engine, texts: list[str], tokenizer, *, zero_stage: int, max_length: int = 256,
                              micro_batch: int = 1, modules: str = "lora-targets", method: str = "batch", out_dir=None,
                              checkpoint_every: int = 0, stop_after: int | None = None,
-                             model_name: str = "model", consolidate: bool = True):
-    """Fisher inside an initialised DeepSpeed engine; rank r uses texts[r::world].
+                             model_name: str = "model", consolidate: bool = True,
+                             gradient_checkpointing: bool = False, load: str = "full"):
+    """Fisher inside an initialised DeepSpeed engine; rank r uses texts[r::world]. `load` records how the
+    model was loaded: "partitioned" (each rank read only its ZeRO-3 partition) or "full".
 
     Returns (tensors, metadata): under ZeRO-0/2 the full F on every rank; under ZeRO-3 this
     rank's flat partitions (the consolidated file, if written, is assembled on rank 0).
@@ -239,10 +299,12 @@ def compute_fisher_deepspeed(engine, texts: list[str], tokenizer, *, zero_stage:
     partitioned = zero_stage == 3
     ckpt = Checkpoints(out_dir, checkpoint_every, rank, world, fingerprint(meta, params), dist.barrier) \
         if out_dir is not None and checkpoint_every else None
+    _how(meta, load, gradient_checkpointing)
     # replicated params: call the bare module, since the engine's forward insists on engine.backward()
     sums, n, tok = _accumulate(engine if partitioned else engine.module, engine.module, params, seqs[rank::world],
                                math.ceil(len(seqs) / world), micro_batch, device, partitioned=partitioned,
-                               world=world, method=method, ckpt=ckpt, stop_after=stop_after)
+                               world=world, method=method, ckpt=ckpt, stop_after=stop_after,
+                               recompute=gradient_checkpointing)
     counts = torch.tensor([n, tok], dtype=torch.float64, device=device)
     dist.all_reduce(counts)
     n, tok = int(counts[0]), int(counts[1])

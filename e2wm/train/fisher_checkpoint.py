@@ -12,16 +12,19 @@ from e2wm.files import loads, read_text, write_json
 from e2wm.train.fisher_io import all_finite, load_fisher, save_fisher, weight_sums
 
 
-def metadata(model_name: str, texts, modules: str, max_length: int, zero_stage, world: int, method: str) -> dict:
+def metadata(model_name: str, texts, modules: str, max_length: int, zero_stage, world: int, method: str,
+             precision: str = "fp32") -> dict:
     from e2wm.train.corpus import corpus_hash
     return {"model": model_name, "corpus_sha256": corpus_hash(texts), "modules": modules,
-            "max_length": max_length, "zero_stage": zero_stage, "world_size": world, "method": method}
+            "max_length": max_length, "zero_stage": zero_stage, "world_size": world, "method": method,
+            "precision": precision}
 
 
 def fingerprint(meta: dict, params: dict) -> str:
     """Everything that changes F: model, corpus (after --max-samples), modules, max length, ZeRO stage,
-    world size, and which weights with which values (LoRA targets, the model's actual weights).
-    The micro-batch and the checkpoint interval are not in it: they do not change F."""
+    world size, precision, and which weights with which values (LoRA targets, the model's actual weights).
+    The micro-batch, the checkpoint interval, gradient checkpointing and how the model was loaded are not
+    in it: they do not change F."""
     return json.dumps({**meta, "weight_sums": weight_sums(params)}, sort_keys=True)
 
 

@@ -31,6 +31,12 @@ class FisherConfig:
         "DeepSpeed ZeRO stage (default: plain single process, or 0 under a launcher)"))
     checkpoint_every: int = field(default=0, **_help("checkpoint partial sums every K samples (0: never)",
                                                      range=(0, 10**9)))
+    precision: Literal["fp32", "bf16"] = field(default="fp32", **_help(
+        "the weights and the forward/backward: fp32, or bf16 (half the weight memory, bf16 matmuls); the "
+        "per-sample squares are summed in fp32 either way"))
+    gradient_checkpointing: bool = field(default=False, **_help(
+        "recompute each decoder layer's activations in backward, so saved activations are one layer's, "
+        "not every layer's (F unchanged)"))
 
     def __post_init__(self):
         check_ranges(self, "fisher.")

@@ -133,12 +133,16 @@ def all_finite(tensors: dict[str, torch.Tensor]) -> str | None:
 
 
 def weight_sums(params: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Σ|W| per weight (float64), a fingerprint of the model; ZeRO-3 partitions are summed over ranks."""
+    """Σ|W| per weight (float64), a fingerprint of the model. A ZeRO-3 parameter's partitions are summed over
+    ranks, each over its real elements only: when numel does not divide by the world size, the last
+    partitions end in padding that DeepSpeed leaves uninitialised."""
     out = {}
     for name, p in params.items():
         if hasattr(p, "ds_tensor"):
             import torch.distributed as dist
-            s = p.ds_tensor.detach().double().abs().sum()
+            pn = p.ds_tensor.numel()
+            real = max(0, min(pn, p.ds_numel - dist.get_rank() * pn))   # rank r holds [r·pn, (r+1)·pn)
+            s = p.ds_tensor.detach().reshape(-1)[:real].double().abs().sum()
             dist.all_reduce(s)
         else:
             s = p.detach().double().abs().sum()

@@ -15,7 +15,9 @@ Memory beyond an ordinary LoRA backward: per-sample gradients are formed `chunk`
 with chunk = max(1, CHUNK_BYTES // (4 * out * in)), so a layer's working set is at most
 max(CHUNK_BYTES, 4 * out * in) bytes plus one fp32 (out x in) sum and its fp32 copies of X and G for
 the chunk; the layer inputs are held from forward to backward (under LoRA autograd holds the same
-tensors for lora_A anyway).
+tensors for lora_A anyway). Under gradient checkpointing (`e2wm.train.layer_recompute`) a layer's first,
+gradient-free run is not watched; its recompute in backward is, so a layer's input is held only while
+that layer's backward runs.
 
 Weights that are not the weight or bias of exactly one linear layer (embeddings, norms, a tied
 lm_head) are left to the one-backward-per-sample path (`e2wm.train.fisher`, `--method loop`).
@@ -54,16 +56,20 @@ def split_linear(model, params: dict) -> tuple[dict, dict]:
 
 class EmbeddingLeaf:
     """A forward hook that turns the input embeddings' output into a leaf requiring grad, so a
-    backward to it computes activation gradients only."""
+    backward to it computes activation gradients only. With `grad_out` (reentrant recompute), an
+    unarmed forward's embeddings output is made to require grad, so gradients reach the layers."""
 
     def __init__(self, model):
         self.module = model.get_input_embeddings()
         self.leaf = None
         self.armed = False
+        self.grad_out = False
         self._handle = None
 
     def _hook(self, module, inputs, output):
         if not self.armed:   # a forward of the per-sample path: leave the graph whole
+            if self.grad_out and torch.is_grad_enabled() and not output.requires_grad:
+                return output.detach().requires_grad_(True)
             return None
         self.leaf = output.detach().requires_grad_(True)
         return self.leaf
@@ -116,7 +122,7 @@ class LinearSquares:
         self.armed = False
 
     def _forward(self, module, inputs, output):
-        if not self.armed:
+        if not self.armed or not torch.is_grad_enabled():   # no grad: a recomputed layer's first run
             return
         if id(module) in self._seen:
             raise E2WMError(f"fisher: {type(module).__name__} runs twice in one forward (shared weights); "

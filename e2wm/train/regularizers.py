@@ -30,14 +30,17 @@ def _factors(A: torch.Tensor, B: torch.Tensor, transposed: bool):
 
 def lora_rows_penalty(A, B, s: float, F_flat, start: int, end: int, transposed: bool = False):
     """Σ F (s·ΔW)² over flat indices [start, end) of ΔW, with F_flat[0:end-start] their Fisher values.
-    Differentiable in A and B; only the rows of ΔW that hold those indices are computed."""
-    lhs, rhs = _factors(A, B, transposed)
+    Differentiable in A and B; only the rows of ΔW that hold those indices are computed. In fp32 at least,
+    whatever the dtype of A and B: under bf16 training ΔW, its square and the sum in bf16 would be off by
+    ~4e-3 relative (the gradients reach A and B in their own dtype)."""
+    dtype = torch.promote_types(A.dtype, torch.float32)
+    lhs, rhs = (f.to(dtype) for f in _factors(A, B, transposed))
     n_cols = rhs.shape[1]
     if start >= end:
-        return (A.sum() + B.sum()) * 0.0
+        return (lhs.sum() + rhs.sum()) * 0.0
     r0, r1 = start // n_cols, -(-end // n_cols)
     dw = (s * (lhs[r0:r1] @ rhs)).reshape(-1)[start - r0 * n_cols:end - r0 * n_cols]
-    return (F_flat[:end - start].to(dw.dtype) * dw.pow(2)).sum()
+    return (F_flat[:end - start].to(dtype) * dw.pow(2)).sum()
 
 
 class EWCLoRA:

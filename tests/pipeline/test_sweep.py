@@ -201,3 +201,17 @@ def test_a_killed_sweep_resumes_without_repeating_finished_runs(tmp_path, tiny_m
     assert list(parts["train"]) == RUN_NAMES and len(parts["eval"]) == 9
     run({})   # all done: nothing runs again
     assert calls == []
+
+
+def test_a_pipeline_finished_before_the_fisher_precision_fields_keeps_its_hashes():
+    """These are the hashes the default config had before `fisher.precision` and `fisher.gradient_checkpointing`
+    existed (commit 8ac9db2): a pipeline finished then must resume, not redo its Fisher and everything after."""
+    from e2wm.pipeline.run import _hashes
+    before = {"fisher": "800615d8832c94ebb8b6f3a417e3cda49e804cb6f14602d38281e07240469617",
+              "train": "6e48025f102ba9bba8c8b71521b52954c3bf7c7d86b1777383d55ccf92c832f1"}
+    now = _hashes(PipelineConfig.from_dict({}))
+    assert {k: now[k] for k in before} == before
+    ckpt = _hashes(PipelineConfig.from_dict({"fisher": {"gradient_checkpointing": True}}))
+    assert ckpt["fisher"] == before["fisher"]      # memory for time: F is the same
+    bf16 = _hashes(PipelineConfig.from_dict({"fisher": {"precision": "bf16"}}))
+    assert bf16["fisher"] != before["fisher"]      # another F

@@ -201,6 +201,7 @@ def test_two_ranks_match_the_single_process_loop(two_rank_run, stage, micro_batc
     got, meta = load_fisher(root / f"z{stage}-mb{micro_batch}")
     assert rel(got, ref) <= 1e-5
     assert (meta["zero_stage"], meta["world_size"], meta["samples"], meta["method"]) == (str(stage), "2", "9", "batch")
+    assert (meta["precision"], meta["load"]) == ("fp32", "full")   # the built-in tiny is built whole
 
 
 @pytest.mark.slow
