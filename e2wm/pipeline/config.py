@@ -194,6 +194,9 @@ class PipelineConfig:
     workers: int = field(default=1, **_help("ranks of the fisher, train and eval stages", range=(1, 4096)))
     gpus: bool = field(default=False, **_help("one GPU per rank"))
     address: str = field(default="local", **_help("Ray: local, auto or HOST:PORT (collection and --launcher ray)"))
+    max_failures: int = field(default=0, **_help(
+        "Ray: restarts of the fisher, train and eval workers after a failure (a lost node; -1: no limit); a "
+        "restarted training resumes from its latest checkpoint", range=(-1, 10**6)))
     note: str = field(default="", **_help("printed at the start and written into the report"))
 
     def __post_init__(self):
@@ -280,7 +283,8 @@ class PipelineConfig:
 
     def launch(self) -> dict:
         """How the fisher, train and eval stages get their ranks (e2wm.pipeline.launch.run_stage's keywords)."""
-        return {"launcher": self.launcher, "workers": self.workers, "use_gpu": self.gpus, "address": self.address}
+        return {"launcher": self.launcher, "workers": self.workers, "use_gpu": self.gpus, "address": self.address,
+                "max_failures": self.max_failures}
 
     def eval_config(self, out: str, model: str, adapter: str | None, name: str = "base"):
         from e2wm.eval.config import EvalConfig

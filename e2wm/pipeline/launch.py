@@ -29,14 +29,17 @@ ENTRIES = {"fisher": "e2wm.train.fisher_run", "train": "e2wm.train.__main__", "e
 
 
 def run_stage(entry: str, cfg, *, launcher: str = "local", workers: int = 1, use_gpu: bool = False,
-              address: str | None = None, log=print) -> None:
+              address: str | None = None, max_failures: int = 0, log=print) -> None:
     """Run stage `entry` on its config `cfg` on `workers` ranks; E2WMError if it fails.
 
     local: in this process (1 rank). deepspeed: `workers` processes on this machine, the deepspeed launcher
     on GPUs (`use_gpu`) or torchrun on gloo, their output (stdout and stderr) streamed to `log` line by line.
     ray: `workers` Ray Train workers, one rank each (nccl on GPUs, else gloo), on the cluster at `address` ("auto",
     "local" for a private instance, or host:port; a Ray this process already joined is used as it is);
-    Ray forwards their output to this process's stdout and stderr.
+    Ray forwards their output to this process's stdout and stderr. `max_failures` (ray only): how many times
+    Ray Train restarts the workers after a failure (a lost node, a killed worker; -1: no limit); a restarted
+    training resumes from the run's latest checkpoint, a restarted Fisher from its own (with checkpoint_every).
+    Bad input fails each attempt alike, so it too comes back as one line, after the last.
     """
     if entry not in ENTRIES:
         raise E2WMError(f"stage {entry!r}: not a launchable stage; have {', '.join(ENTRIES)}")
@@ -44,6 +47,8 @@ def run_stage(entry: str, cfg, *, launcher: str = "local", workers: int = 1, use
         raise E2WMError(f"stage {entry}: launcher {launcher!r}; must be one of {', '.join(LAUNCHERS)}")
     if workers < 1:
         raise E2WMError(f"stage {entry}: workers={workers}; must be 1 or more")
+    if isinstance(max_failures, bool) or not isinstance(max_failures, int) or max_failures < -1:
+        raise E2WMError(f"stage {entry}: max_failures={max_failures!r}; must be -1 (no limit), 0 or more")
     if launcher == "local":
         if workers != 1:
             raise E2WMError(f"stage {entry}: the local launcher runs 1 rank in this process, not {workers}; "
@@ -52,7 +57,7 @@ def run_stage(entry: str, cfg, *, launcher: str = "local", workers: int = 1, use
     elif launcher == "deepspeed":
         _run_deepspeed(entry, to_plain(cfg), workers, use_gpu, log)
     else:
-        _run_ray(entry, to_plain(cfg), workers, use_gpu, address)
+        _run_ray(entry, to_plain(cfg), workers, use_gpu, address, max_failures)
 
 
 # ---------------------------------------------------------------- in this process (local, each rank)
@@ -137,16 +142,47 @@ def _rank_failure(errors: Path) -> str:
 
 # ---------------------------------------------------------------- Ray Train
 
+KV_NAMESPACE = "e2wm"   # Ray's key-value store: which fits have started (see _restarted)
+
+
 def _ray_worker(config: dict) -> None:
     """One Ray Train worker = one rank: the stage's entry inside the process group Ray Train set up."""
     if not config["use_gpu"]:
         from e2wm.train import dist as edist
         for k, v in edist.cpu_env().items():   # before DeepSpeed picks its accelerator
             os.environ.setdefault(k, v)
-    call(config["entry"], config["cfg"])
+    if os.path.isdir(config.get("cwd") or ""):   # the driver's folder (a shared filesystem): relative paths hold
+        os.chdir(config["cwd"])
+    cfg = config["cfg"]
+    if config["entry"] == "train" and _restarted(config["fit"]):
+        cfg = _resume_latest(cfg)
+    call(config["entry"], cfg)
 
 
-def _run_ray(entry: str, cfg: dict, workers: int, use_gpu: bool, address: str | None) -> None:
+def _restarted(fit: str) -> bool:
+    """True on every rank of an attempt that Ray Train started after a failure of this fit. Each rank looks
+    whether rank 0 of an earlier attempt marked the fit as started (in Ray's key-value store, which outlives
+    the workers), then rank 0 marks it; the barrier between makes every rank of an attempt see the same."""
+    import torch.distributed as dist
+    from ray.experimental import internal_kv
+    key = f"fit-{fit}".encode()
+    seen = internal_kv._internal_kv_exists(key, namespace=KV_NAMESPACE)
+    dist.barrier()
+    if dist.get_rank() == 0 and not seen:
+        internal_kv._internal_kv_put(key, b"1", namespace=KV_NAMESPACE)
+    return seen
+
+
+def _resume_latest(cfg: dict) -> dict:
+    """A restarted training's config: resume from the run's latest checkpoint, whatever checkpoint.resume said
+    for the first attempt (never, or a step folder this run has moved past); as it was if there is none yet."""
+    from e2wm.train.checkpoint import latest
+    if latest(cfg["out"]) is None:
+        return cfg
+    return {**cfg, "checkpoint": {**cfg["checkpoint"], "resume": "auto"}}
+
+
+def _run_ray(entry: str, cfg: dict, workers: int, use_gpu: bool, address: str | None, max_failures: int = 0) -> None:
     import ray
 
     started = not ray.is_initialized()   # a Ray this process joined before stays; one started here ends here
@@ -156,29 +192,37 @@ def _run_ray(entry: str, cfg: dict, workers: int, use_gpu: bool, address: str | 
         else:
             ray.init(address=address)
     try:
-        _fit(entry, cfg, workers, use_gpu)
+        _fit(entry, cfg, workers, use_gpu, max_failures)
     finally:
         if started:
             ray.shutdown()
 
 
-def _fit(entry: str, cfg: dict, workers: int, use_gpu: bool) -> None:
+def _fit(entry: str, cfg: dict, workers: int, use_gpu: bool, max_failures: int = 0) -> None:
+    import uuid
+
     import ray
-    from ray.train import RunConfig, ScalingConfig
+    from ray.experimental import internal_kv
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    from e2wm.train import dist as edist
+    fit = uuid.uuid4().hex
     trainer = TorchTrainer(
         train_loop_per_worker=_ray_worker,
-        train_loop_config={"entry": entry, "cfg": cfg, "use_gpu": use_gpu},
+        train_loop_config={"entry": entry, "cfg": cfg, "use_gpu": use_gpu, "fit": fit, "cwd": os.getcwd()},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu),
-        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo",   # Ray Train makes the group, so the
+                                 timeout_s=int(edist.timeout().total_seconds())),  # timeout must reach it here
         # Ray Train's print patch would send every line twice (logger and stream); Ray forwards the stream
-        run_config=RunConfig(name=f"e2wm-{entry}", worker_runtime_env={"env_vars": {
-            "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}}))
+        run_config=RunConfig(name=f"e2wm-{entry}", failure_config=FailureConfig(max_failures=max_failures),
+                             worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}}))
     try:
         trainer.fit()
     except ray.train.TrainingFailedError as e:
         raise E2WMError(_ray_failure(entry, e)) from None
+    finally:
+        internal_kv._internal_kv_del(f"fit-{fit}".encode(), namespace=KV_NAMESPACE)
 
 
 def _ray_failure(entry: str, error) -> str:

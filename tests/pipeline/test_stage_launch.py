@@ -181,3 +181,48 @@ def test_a_ranks_config_file_gives_back_the_stages_config(stage, tmp_path, monke
     write_json(tmp_path / "config.json", to_plain(made))
     launch.run_entry(stage, json.loads((tmp_path / "config.json").read_text()))
     assert seen == [made]
+
+
+@pytest.mark.parametrize("bad", [-2, 1.5, True, "3"])
+def test_max_failures_outside_its_range_is_one_line(bad):
+    with pytest.raises(E2WMError, match="max_failures"):
+        run_stage("train", _train_config(), launcher="ray", max_failures=bad)
+
+
+def test_ray_train_gets_the_restarts_the_timeout_and_the_drivers_folder(monkeypatch, tmp_path):
+    """What `_fit` hands Ray Train: FailureConfig(max_failures), the collectives' timeout (Ray Train makes the
+    process group, so E2WM_DIST_TIMEOUT_S must reach it through TorchConfig) and the driver's folder, where a
+    worker resolves a relative --out. The real restart after a lost node is tests/multinode/test_ray_nodes.py."""
+    import ray.train.torch as rtt
+
+    from e2wm.pipeline import launch
+    seen = {}
+
+    class Recorder:
+        def __init__(self, **kw):
+            seen.update(kw)
+
+        def fit(self):
+            return None
+
+    monkeypatch.setattr(rtt, "TorchTrainer", Recorder)
+    monkeypatch.setenv("E2WM_DIST_TIMEOUT_S", "1234")
+    monkeypatch.chdir(tmp_path)
+    try:
+        launch._fit("train", {"out": "run"}, 2, False, max_failures=3)
+    except Exception:   # the key-value store cleanup needs a running Ray; what reached Ray Train is recorded
+        pass
+    assert seen["run_config"].failure_config.max_failures == 3
+    assert seen["torch_config"].timeout_s == 1234
+    assert seen["train_loop_config"]["cwd"] == str(tmp_path)
+
+
+def test_a_restarted_training_resumes_from_the_latest_checkpoint(tmp_path):
+    from e2wm.pipeline.launch import _resume_latest
+    from e2wm.train.checkpoint import STATE
+    cfg = {"out": str(tmp_path), "checkpoint": {"resume": "never", "every": 2}}
+    assert _resume_latest(cfg) == cfg                      # nothing saved yet: as configured
+    step = tmp_path / "checkpoints" / "step-00000002"
+    step.mkdir(parents=True)
+    (step / STATE).write_text("{}")
+    assert _resume_latest(cfg)["checkpoint"] == {"resume": "auto", "every": 2}
