@@ -15,6 +15,8 @@ Distributed reduction (rank r processes texts[r::world]):
 * ZeRO-3 (parameters partitioned): each rank's sum of squares of a weight (per micro-batch under
   batch, per sample under loop) is padded to world * ds_tensor.numel() and reduce-scattered (SUM),
   keeping only its own partition (shaped like p.ds_tensor), so F memory per rank is about 1/world.
+  The reduce-scatters are asynchronous: the backward goes on while up to two are in flight, and they
+  land in order (bit-identical to waiting on each) by the end of the micro-batch.
 Precision: the weights' dtype, fp32 or bf16 (`--precision`), sets the forward and backward; the per-sample
 squares are formed and summed in fp32 either way (bf16 activations and output gradients are upcast
 before the per-sample product; a looped weight's bf16 gradient is upcast before squaring). With
@@ -26,6 +28,7 @@ All accumulation is fp32, on the rank's device. Checkpoints: `e2wm.train.fisher_
 from __future__ import annotations
 
 import contextlib
+import collections
 import json
 import math
 
@@ -76,10 +79,15 @@ class _SquareSum:
                                     dtype=torch.float32) for n, p in params.items()}
         self._names = {id(p): n for n, p in self.hooked.items()}
         self._handles, self.scale = [], 1.0
+        self._pending = collections.deque()   # (work, partition, name, padded squares kept alive) in flight
+
+    IN_FLIGHT = 2   # ZeRO-3 reduce-scatters in flight at once: each holds a padded full weight's squares
 
     def add(self, name: str, sq: torch.Tensor) -> None:
         """Add a flat fp32 sum of squares of the full weight: into the sum, or (ZeRO-3) reduce-scattered
-        into this rank's partition of it."""
+        into this rank's partition of it. The reduce-scatter is asynchronous, so the backward goes on to the
+        next layers while it runs; at most IN_FLIGHT are pending, and they land in the order they were
+        started (so the sums are bit-identical to waiting on each), by `flush` at the latest."""
         acc = self.sums[name]
         if not self.partitioned:
             acc += sq
@@ -90,8 +98,20 @@ class _SquareSum:
         if pad:
             sq = torch.cat([sq, sq.new_zeros(pad)])
         part = torch.empty_like(acc)
-        dist.reduce_scatter_tensor(part, sq, op=dist.ReduceOp.SUM)
-        acc += part
+        work = dist.reduce_scatter_tensor(part, sq, op=dist.ReduceOp.SUM, async_op=True)
+        self._pending.append((work, part, name, sq))
+        while len(self._pending) > self.IN_FLIGHT:
+            self._land()
+
+    def _land(self) -> None:
+        work, part, name, _ = self._pending.popleft()
+        work.wait()
+        self.sums[name] += part
+
+    def flush(self) -> None:
+        """Wait for every reduce-scatter in flight and add it in: before the sums are read or saved."""
+        while self._pending:
+            self._land()
 
     def _hook(self, p) -> None:
         sq = p.grad.detach().float().pow(2).reshape(-1) * self.scale  # scale 0 = padding sample
@@ -222,6 +242,7 @@ def _accumulate(forward, model, params: dict, local: list[list[int]], length: in
                             acc.scale = weight[i].item()
                             _backward(loss, list(looped.values()), recompute, retain=j < len(losses) - 1)
                             i += 1
+            acc.flush()   # this micro-batch's reduce-scatters have all landed
             samples += len(real)
             tokens += sum(len(s) - 1 for s in real)
             before, pos = pos, min(pos + micro_batch, length)
