@@ -177,10 +177,14 @@ def _fisher_forward(model, ids: torch.Tensor, rec: Saved, checkpointing: bool) -
             super()._forward(module, inputs, output)
             rec.keep(inputs[0])
 
-    model.train() if checkpointing else model.eval()   # transformers checkpoints in training mode only
+    from e2wm.train.layer_recompute import Recompute
+
+    model.eval()   # as the Fisher runs: eval mode, its own per-layer recompute (not transformers', train-only)
     linear, _ = split_linear(model, select_base_params(model))
     mask = torch.ones(ids.shape, dtype=torch.long, device=ids.device)
     with ExitStack() as stack:
+        if checkpointing:
+            stack.enter_context(Recompute(model))
         leaf = stack.enter_context(EmbeddingLeaf(model))
         leaf.armed = True
         if not checkpointing:   # with checkpointing the hooks serve the recompute, counted per layer
