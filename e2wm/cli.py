@@ -485,4 +485,8 @@ def _progress(rate: bool = False):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from e2wm.train.dist import exit_now, is_distributed_env
+    code = main()
+    if is_distributed_env():   # a rank of torchrun / deepspeed: every file is written and the group is gone; the
+        exit_now(code)         # interpreter's teardown can still abort it in torch.distributed's C++ threads
+    sys.exit(code)

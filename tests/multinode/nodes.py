@@ -23,6 +23,8 @@ from pathlib import Path
 
 import psutil
 
+ROOT = Path(__file__).resolve().parents[2]   # the checkout
+
 SUBNET = "10.77.0"
 IFNAME = "e2wmv"   # the veth end's name inside each namespace (names are per namespace)
 BIN = Path(sys.executable).parent
@@ -97,7 +99,11 @@ class Node:
 
     def __init__(self, ns: str, address: str, tmp: Path, shared: list[Path]):
         self.ns, self.address, self.tmp = ns, address, Path(tmp)
-        self.shared = [Path(p).resolve() for p in shared]
+        # the checkout and the interpreter's environment too: in a checkout under /tmp (a CI clone) the
+        # node's own /tmp would hide the venv's python and ray
+        wanted = [Path(p).resolve() for p in [*shared, ROOT, sys.prefix, sys.base_prefix]]
+        self.shared = [p for p in dict.fromkeys(wanted)
+                       if not any(p != q and p.is_relative_to(q) for q in wanted)]
         self.tmp.mkdir(parents=True, exist_ok=True)
 
     def command(self, cmd: list[str]) -> list[str]:
