@@ -21,7 +21,8 @@ def cpu_env(extra: dict | None = None) -> dict:
     env = dict(os.environ)
     env.setdefault("DS_ACCELERATOR", "cpu")
     env.setdefault("OMP_NUM_THREADS", "1")  # ranks share few cores; more threads only thrash
-    env.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(tempfile.gettempdir(), "e2wm-torch-ext"))
+    from e2wm.train.hosts import EXT_DIR_NAME
+    env.setdefault("TORCH_EXTENSIONS_DIR", os.path.join(tempfile.gettempdir(), EXT_DIR_NAME))
     env.update(extra or {})
     return env
 

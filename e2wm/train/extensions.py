@@ -45,7 +45,8 @@ def extensions_root() -> Path:
 
 def node_local_root() -> Path:
     """A per-node build folder on node-local storage: $TMPDIR (or /tmp)/e2wm-torch-ext-HOSTNAME."""
-    return Path(tempfile.gettempdir()) / f"e2wm-torch-ext-{socket.gethostname()}"
+    from e2wm.train.hosts import EXT_DIR_NAME
+    return Path(tempfile.gettempdir()) / f"{EXT_DIR_NAME}-{socket.gethostname()}"
 
 
 def spans_nodes() -> bool:

@@ -30,7 +30,8 @@ EXT_TEMPLATE_ENV = "E2WM_EXTENSIONS_DIR"
 # Each node builds DeepSpeed's JIT ops into its own folder on node-local storage: a shared $HOME's cache is
 # contended by every node at once, and a build killed on one node leaves a lock that stalls all of them.
 # `{host}` becomes the node's `$(hostname)`; the value is expanded by the remote shell, so $VARS work.
-DEFAULT_EXT_TEMPLATE = "${TMPDIR:-/tmp}/e2wm-torch-ext-{host}"
+EXT_DIR_NAME = "e2wm-torch-ext"   # the JIT build folder's name under the temp dir (a node's: -HOSTNAME added)
+DEFAULT_EXT_TEMPLATE = "${TMPDIR:-/tmp}/" + EXT_DIR_NAME + "-{host}"
 
 # What a rank may need from the launching shell (exact names, then prefixes).
 PASSED = ("HF_HOME", "HF_HUB_OFFLINE", "HF_HUB_CACHE", "HF_DATASETS_OFFLINE", "HF_DATASETS_CACHE",
