@@ -16,7 +16,11 @@ TINY_PATH = Path(__file__).parent / "world" / "data" / "tiny_scene.json"
 
 
 def pytest_collection_modifyitems(config, items):
-    """`gpu` tests need CUDA: skip them where there is none (CI, CPU boxes)."""
+    """`multinode` tests are `slow` too (real daemons and clusters: minutes), so `-m "not slow"` stays quick;
+    `gpu` tests need CUDA: skip them where there is none (CI, CPU boxes)."""
+    for item in items:
+        if item.get_closest_marker("multinode"):
+            item.add_marker(pytest.mark.slow)
     import torch
     if torch.cuda.is_available():
         return
