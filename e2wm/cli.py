@@ -89,8 +89,11 @@ def _parser() -> Parser:
                     help=f"UCT simulations of the search (default {MCTS_DEFAULTS.simulations})")
     pl.add_argument("--max-depth", type=int, default=MCTS_DEFAULTS.max_depth,
                     help=f"most actions in a rollout or plan (default {MCTS_DEFAULTS.max_depth})")
-    pl.add_argument("--select", choices=("best_reward", "most_visited"), default="best_reward",
-                    help="the plan: the best-reward simulated path (E2WM, default) or the most-visited descent")
+    pl.add_argument("--select", choices=("shortest", "best_reward", "most_visited"), default=MCTS_DEFAULTS.select,
+                    help="the plan: the shortest successful simulated path (default), the best-reward one (E2WM's) "
+                    "or the most-visited descent")
+    pl.add_argument("--rollout", choices=("goal", "uniform"), default=MCTS_DEFAULTS.rollout,
+                    help="goal-aware rollouts (default) or uniform random ones (E2WM's)")
     pl.add_argument("--no-prune", action="store_true", help="keep steps the plan does not need")
     pl.add_argument("--list", action="store_true", help="list the activity library and exit")
     pl.add_argument("--json", action="store_true", help="print the episode record as one JSON line")
@@ -238,6 +241,7 @@ def _parser() -> Parser:
     q.add_argument("--scenes", type=bounded(1, 100_000), default=50, help="procedural apartments 0..N-1")
     q.add_argument("--simulations", type=bounded(1, 10_000_000), default=2000)
     q.add_argument("--workers", type=bounded(1, 1024), default=1, help="processes")
+    q.add_argument("--planners", default="uniform,goal", help="rollouts side by side (comma-separated)")
     q.set_defaults(func=_bench, bench="plans")
     bm = bench.add_parser("memory", help="GPU memory per rank of the train and fisher stages, ZeRO-2/3, with and "
                           "without gradient checkpointing: saved activations measured on 1-2 real layers, "
@@ -268,7 +272,7 @@ def _plan(args) -> int:
         return 0
     # Every flag is checked before the (slow) search for a fitting apartment.
     cfg = MCTSConfig(simulations=args.simulations, max_depth=args.max_depth, select=args.select,
-                     prune=not args.no_prune)
+                     rollout=args.rollout, prune=not args.no_prune)
     check_seed_unit(args.seed, args.unit)
     activity = get_activity(args.activity) if args.activity else None
     scene = args.scene

@@ -2,7 +2,9 @@
 
 Each worker count runs the same plan-only job into a fresh directory on its own private Ray
 instance; the rate is units per second of the work loop (actors already started), so Ray start-up
-is not counted. Speedup and efficiency compare the last count with the first.
+is not counted. Speedup and efficiency compare the last count with the first. Plans per core-hour
+(the collection's figure of merit: what a cluster buys with its CPU) divide each rate by the cores
+its actors hold (one each).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ def run(workers=(1, 2), units: int = 100, simulations: int = 2000, progress=None
     speedup = rows[last]["units_per_s"] / rows[first]["units_per_s"]
     return {"bench": "collect", "units": units, "simulations": simulations,
             "workers": list(workers), "units_per_s": {str(n): rows[n]["units_per_s"] for n in workers},
+            "plans_per_core_hour": {str(n): round(3600 * rows[n]["units_per_s"] / n) for n in workers},
             "speedup": round(speedup, 3), "efficiency": round(speedup * first / last, 3),
             "same_output": len({r["content_hash"] for r in rows.values()}) == 1}
 
@@ -43,6 +46,7 @@ def main(args) -> int:
         raise E2WMError(f"--workers {args.workers!r}: each count must be in [1, 1024]")
 
     def show(n, row):
-        print(f"{n} worker(s): {row['units_per_s']} units/s ({row['run_s']} s)", flush=True)
+        print(f"{n} worker(s): {row['units_per_s']} units/s ({row['run_s']} s), "
+              f"{3600 * row['units_per_s'] / n:,.0f} plans per core-hour", flush=True)
     r = run(workers, args.units, args.simulations, progress=show)
     return report(r, f"speedup {r['speedup']}x, efficiency {r['efficiency']}; same output: {r['same_output']}")

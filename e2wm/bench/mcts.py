@@ -18,8 +18,9 @@ from e2wm.world.scenes import robothow_program
 from e2wm.world.world import World
 
 DEFAULT_PROGRAM = "file1003_2"
-# E2WM's own action space: rooms walkable at every step, every verb outside its excluded list.
-E2WM_SETTINGS = {"room_walks": "always", "goal_verbs": False}
+# E2WM's own planner: rooms walkable at every step, every verb outside its excluded list, uniform random
+# rollouts, the best-reward path (the goal-aware prior reads e2wm's World, which the official executor is not).
+E2WM_SETTINGS = {"room_walks": "always", "goal_verbs": False, "rollout": "uniform", "select": "best_reward"}
 
 
 class OracleEnv:

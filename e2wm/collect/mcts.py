@@ -4,7 +4,9 @@ The search is written against a small environment interface (`WorldEnv` below: c
 step, and a few queries), so the same code can drive the official executor for the benchmark.
 What differs from E2WM's `mcts.py`, deliberately: every random choice comes from one seeded
 generator; the rollout discount is gamma**t (E2WM squared its running discount each step);
-rewards count only the goal facts (E2WM's goal sets rewarded merely walking close to things).
+rewards count only the goal facts (E2WM's goal sets rewarded merely walking close to things);
+rollouts and expansion order are goal-aware by default (`rollout`, e2wm.collect.goal_prior), and the
+plan is the shortest successful path found (`select`).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from e2wm.config import build, check_ranges
+from e2wm.collect.goal_prior import GoalPrior
 from e2wm.errors import E2WMError
 from e2wm.world.legal import line_text
 from e2wm.world.rules import possible
@@ -26,6 +29,8 @@ E2WM_EXCLUDED = ("FIND", "RUN", "DRINK", "LOOKAT", "POINTAT", "GREET", "READ", "
 _USES = ("GRAB", "SWITCHON", "SWITCHOFF", "PLUGIN", "PLUGOUT", "RINSE", "WIPE")
 _TWO_ARG = ("PUTBACK", "PUTIN", "POUR")
 _HELD_ONLY = ("DROP", "RELEASE", "PUTOBJBACK")   # checked only for objects in hand
+SELECTS = ("shortest", "best_reward", "most_visited")
+ROLLOUTS = ("goal", "uniform")
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,16 @@ class MCTSConfig:
     reward_step: float = field(default=-0.1, metadata={"range": (-1e6, 1e6)})  # per step (a macro is one)
     reward_done: float = field(default=5.0, metadata={"range": (-1e6, 1e6)})   # once every goal fact holds
     excluded: tuple[str, ...] = E2WM_EXCLUDED
-    select: str = "best_reward"   # E2WM: the best-reward prefix of any simulated path; or "most_visited"
+    # The plan: "shortest" successful simulated path (else the best-reward prefix), E2WM's
+    # "best_reward" prefix of any simulated path, or the "most_visited" descent.
+    select: str = "shortest"
+    # Rollouts and expansion order: "goal" prefers actions that make progress on an unmet goal fact
+    # (e2wm.collect.goal_prior); "uniform" draws uniformly among the legal actions (E2WM).
+    rollout: str = "goal"
+    goal_bias: float = field(default=0.9, metadata={"range": (0.0, 1.0)})  # P(a goal-aware rollout step)
+    # Stop once a successful path is known and this many simulations in a row found no shorter
+    # one (0: always run every simulation, as E2WM). Plans per core-hour, for a little plan length.
+    patience: int = field(default=0, metadata={"range": (0, 10_000_000)})
     prune: bool = True            # drop steps the successful plan does not need (re-checked in the world)
     goal_verbs: bool = True       # leave out verbs that cannot change a goal fact (see `goal_verbs`)
     room_walks: str = "first"     # rooms as walk targets: "first" step only (and goal rooms), or "always" (E2WM)
@@ -57,8 +71,10 @@ class MCTSConfig:
         for name in ("prune", "goal_verbs"):
             if not isinstance(getattr(self, name), bool):
                 bad(name, "must be true or false")
-        if self.select not in ("best_reward", "most_visited"):
-            bad("select", "must be 'best_reward' or 'most_visited'")
+        if self.select not in SELECTS:
+            bad("select", f"must be one of {', '.join(SELECTS)}")
+        if self.rollout not in ROLLOUTS:
+            bad("rollout", f"must be one of {', '.join(ROLLOUTS)}")
         if self.room_walks not in ("first", "always"):
             bad("room_walks", "must be 'first' or 'always'")
         if not isinstance(self.excluded, (tuple, list)) or not all(isinstance(v, str) for v in self.excluded):
@@ -131,6 +147,7 @@ class ActionSpace:
         ex = {v.upper() for v in cfg.excluded}
         if cfg.goal_verbs:
             ex |= set(ACTION_ARITY) - goal_verbs(scene, facts)
+        self.verbs = frozenset(set(ACTION_ARITY) - ex)   # the verbs this space may use
         chars = set(scene.characters)
         self.rooms = sorted(scene.rooms)
         named_rooms = {n for f in facts for n in f.nodes() if n in scene.rooms}
@@ -146,6 +163,8 @@ class ActionSpace:
         self.two_arg = [a for a in _TWO_ARG if a not in ex]
         self.zero_arg = [f"[{ACTION_NAMES[a]}]" for a, n in ACTION_ARITY.items() if n == 0 and a not in ex]
         self.standup = "[StandUp]"   # always allowed: a resting agent must stand to walk
+        self._object_set = frozenset(self.objects)
+        self._one_arg_set = {x: frozenset(v) for x, v in self.one_arg.items()}
 
     def legal(self, env, first: bool = False) -> list[tuple[str, ...]]:
         """The actions executable now, in a fixed order."""
@@ -189,6 +208,52 @@ class ActionSpace:
         for line in self.zero_arg:
             if env.check(line):
                 out.append((line,))
+        return out
+
+    def among(self, env, keys: dict) -> list[tuple[str, ...]]:
+        """The actions `legal(env)` offers (past the first step) whose last line is a key of `keys`
+        ({line: (verb, node ids)}), sorted: the same answer as filtering `legal`, checking only
+        those few lines (the goal-aware rollout's hot path)."""
+        out, resting, targets = [], None, None
+        objects = self._object_set
+        for line, (verb, ids) in keys.items():
+            if verb == "WALK":
+                if targets is None:   # a shut-in object is walked to through its container
+                    targets = set(self.later_rooms)
+                    for x in self.objects:
+                        box = env.closed_container(x)
+                        targets.add(x if box is None else box)
+                    resting = env.resting()
+                if ids[0] not in targets:
+                    continue
+                if not resting:
+                    if env.check(line):
+                        out.append((line,))
+                elif _runs(env, (self.standup, line)):
+                    out.append((self.standup, line))
+            elif not ids:
+                if line in self.zero_arg and env.check(line):
+                    out.append((line,))
+            elif len(ids) == 2:
+                if (verb in self.two_arg and ids[1] in objects and ids[0] != ids[1]
+                        and env.close_to(ids[1]) and env.check(line)):
+                    out.append((line,))
+            else:
+                x = ids[0]
+                if x not in objects or not env.close_to(x):
+                    continue
+                if verb in _HELD_ONLY:
+                    if line in self.held_arg[x] and env.check(line):
+                        out.append((line,))
+                elif (verb, line) in self._one_arg_set[x]:
+                    box = env.closed_container(x)
+                    if env.check(line):
+                        out.append((line,))
+                    elif box is not None and verb in _USES:
+                        macro = (line_text(self.scene, "OPEN", (box,)), line)
+                        if env.check(macro[0]) and _runs(env, macro):
+                            out.append(macro)
+        out.sort()
         return out
 
 
@@ -249,7 +314,12 @@ class SearchResult:
 
 def search(env, facts, space: ActionSpace, config: MCTSConfig, rng: random.Random,
            progress=None) -> SearchResult:
-    """Run `config.simulations` UCT simulations from `env` towards `facts`."""
+    """Run `config.simulations` UCT simulations from `env` towards `facts`.
+
+    With `rollout == "goal"`, a node's untried actions are expanded goal-aware ones first, and
+    each rollout step draws, with probability `goal_bias`, among the goal-aware legal actions
+    (`GoalPrior.preferred`, acting on what is at hand before walking off), else among all.
+    """
     t0 = time.perf_counter()
     cfg = config
     gamma, depth_max = cfg.discount, cfg.max_depth
@@ -257,7 +327,12 @@ def search(env, facts, space: ActionSpace, config: MCTSConfig, rng: random.Rando
     start_truth = env.truth(facts)
     root = _Node((), 0.0, start_truth == full)
     best_r, best_path, best_done = 0.0, [], root.done
+    shortest, shortest_r = None, 0.0           # the shortest successful path (lines), its return
+    improved = 0                               # the simulation that last found a shorter one
+    first_solution, solutions = 0, 0
     nodes, rollout_steps, max_tree_depth = 1, 0, 0
+    prior = (GoalPrior(env.w.scene, facts, space.objects, env.c, space.verbs | {"STANDUP"})
+             if cfg.rollout == "goal" else None)
 
     def transition(e, action, truth, ever):
         if not all(e.step(line) for line in action):
@@ -265,6 +340,9 @@ def search(env, facts, space: ActionSpace, config: MCTSConfig, rng: random.Rando
             raise E2WMError(f"planner: legal action {action} failed to execute")
         now = e.truth(facts)
         return step_reward(truth, now, ever, full, cfg), now, ever | now
+
+    def preferred(e, legal, first):
+        return prior.room_walks(e, legal) if first else prior.preferred(e, space, legal)
 
     for sim in range(cfg.simulations):
         e = env.clone()
@@ -277,6 +355,10 @@ def search(env, facts, space: ActionSpace, config: MCTSConfig, rng: random.Rando
             if node.untried is None:
                 node.untried = space.legal(e, first=depth == 0)
                 rng.shuffle(node.untried)
+                if prior is not None:   # goal-aware ones last: they are popped first
+                    good = set(preferred(e, node.untried, depth == 0))
+                    node.untried = ([a for a in node.untried if a not in good]
+                                    + [a for a in node.untried if a in good])
             if node.untried or not node.children:
                 break
             node = _select(node, cfg)
@@ -298,10 +380,16 @@ def search(env, facts, space: ActionSpace, config: MCTSConfig, rng: random.Rando
             path_nodes.append(child)
             depth += 1
         max_tree_depth = max(max_tree_depth, depth)
-    # Rollout: uniformly random legal actions.
+        # Rollout: uniformly random legal actions, or goal-aware ones.
         done = node.done
         while not done and depth < depth_max:
-            legal = space.legal(e, first=depth == 0)
+            first = depth == 0
+            good = None
+            if prior is not None and rng.random() < cfg.goal_bias:
+                # what is at hand first, then walks; only without any, all legal actions
+                good = prior.room_walks(e, space.legal(e, True)) if first else prior.preferred(e, space)
+                good = [a for a in good if not a[-1].startswith("[Walk]")] or good
+            legal = good or space.legal(e, first=first)
             if not legal:
                 break
             action = legal[rng.randrange(len(legal))]
@@ -318,11 +406,23 @@ def search(env, facts, space: ActionSpace, config: MCTSConfig, rng: random.Rando
             if total > best_r + 1e-9 or (abs(total - best_r) <= 1e-9 and k + 1 < len(best_path)):
                 best_r, best_path = total, actions[: k + 1]
                 best_done = k + 1 == len(rewards) and done
+        if done:   # a successful path: the first one's simulation, and the shortest one
+            solutions += 1
+            first_solution = first_solution or sim + 1
+            n_lines = sum(len(a) for a in actions)
+            if (shortest is None or n_lines < _lines(shortest)
+                    or (n_lines == _lines(shortest) and total > shortest_r + 1e-9)):
+                shortest, shortest_r, improved = list(actions), total, sim + 1
         backup(path_nodes, rewards, gamma)
-        if progress is not None and (sim + 1) % 1000 == 0:
+        ran = sim + 1
+        if progress is not None and ran % 1000 == 0:
             progress(1000)
-    if progress is not None and cfg.simulations % 1000:
-        progress(cfg.simulations % 1000)
+        if cfg.patience and shortest is not None and ran - improved >= cfg.patience:
+            break
+    else:
+        ran = cfg.simulations
+    if progress is not None and ran % 1000:
+        progress(ran % 1000)
 
     if cfg.select == "most_visited":
         plan, node = [], root
@@ -332,12 +432,20 @@ def search(env, facts, space: ActionSpace, config: MCTSConfig, rng: random.Rando
             if node.done:
                 break
         reward, reached = plan_return(env, facts, plan, cfg)
+    elif cfg.select == "shortest" and shortest is not None:
+        plan, reward, reached = shortest, shortest_r, True
     else:
         plan, reward, reached = best_path, best_r, best_done
     wall = time.perf_counter() - t0
-    stats = {"simulations": cfg.simulations, "nodes": nodes, "max_tree_depth": max_tree_depth,
-             "rollout_steps": rollout_steps, "root_actions": len(root.untried or []) + len(root.children)}
+    stats = {"simulations": ran, "nodes": nodes, "max_tree_depth": max_tree_depth,
+             "rollout_steps": rollout_steps, "root_actions": len(root.untried or []) + len(root.children),
+             "first_solution": first_solution, "solutions": solutions,
+             "shortest_found": _lines(shortest) if shortest is not None else 0}
     return SearchResult(list(plan), round(reward, 6), reached, stats, wall)
+
+
+def _lines(actions) -> int:
+    return sum(len(a) for a in actions)
 
 
 def backup(path_nodes: list, rewards: list[float], gamma: float) -> None:

@@ -152,7 +152,7 @@ def plan_episode(scene: str, activity: str | None, config: MCTSConfig, seed: int
         names={str(i): sc.class_name[i] for i in sorted(named)},
         steps=steps, reward=reward, success=success, stats=stats,
         timing={"search_s": round(result.wall_s, 4), "total_s": round(time.perf_counter() - t0, 4),
-                "sims_per_s": round(config.simulations / max(result.wall_s, 1e-9), 1)})
+                "sims_per_s": round(result.stats["simulations"] / max(result.wall_s, 1e-9), 1)})
 
 
 def format_plan_episode(ep: Episode) -> str:

@@ -19,6 +19,7 @@ import random
 from pathlib import Path
 
 from e2wm.collect.episodes import canonical_json
+from e2wm.data.activity_card import activity_rows, card_lines, partial_goal_line
 from e2wm.data.config import DataConfig
 from e2wm.data.eval_format import SIDECAR, spec_text
 from e2wm.data import heldout, suites as suite_registry
@@ -179,6 +180,7 @@ def _summary(cfg, sp, eps, training, held, train, suites, dropped, chosen, tok) 
     library = [a.name for a in ACTIVITIES]
     scope = library if chosen is None else [a for a in library if a in chosen]
     plan_eps = [e for e in eps if e.kind == "plan" and e.success]
+    acts = activity_rows(plans(eps), plans(training), set(sp.unseen_activities), chosen)
     held_out = {}
     for task, keys in held.items():
         name = heldout.suite_name(task)
@@ -202,7 +204,9 @@ def _summary(cfg, sp, eps, training, held, train, suites, dropped, chosen, tok) 
         "plans": {"successful": len(plan_eps),
                   "without_goal_object": sum(not names_goal_objects(e) for e in plan_eps),
                   "first_room_mismatch": round(sum(map(first_room_mismatch, plans(eps)))
-                                               / max(len(plans(eps)), 1), 3)},
+                                               / max(len(plans(eps)), 1), 3),
+                  "partial_goal": sum(r["partial_goal_plans"] for r in acts)},
+        "activities": acts,
         "train": {task: task_health(task, rows, tok) for task, rows in train.items()},
         "heldout": held_out,
         "eval": {s: suite_health(kind, rows, dropped[s], tok) for s, (kind, rows) in suites.items()},
@@ -249,6 +253,7 @@ def _card(s: dict) -> str:
              f"- successful plans: {pl['successful']}; without a goal object in their lines: "
              f"{pl['without_goal_object']} (never used)",
              f"- plans whose opening room walk is not the first object's room: {pl['first_room_mismatch']:.1%}",
+             partial_goal_line(s["activities"]),
              "", "## Split", "",
              f"- training episodes: {s['split']['train_episodes']}; held out of training (the heldout_* "
              f"suites): {s['split']['heldout_episodes']}; evaluation episodes: {s['split']['eval_episodes']}",
@@ -285,6 +290,7 @@ def _card(s: dict) -> str:
     lines += ["", "Leak guard: no evaluation item shares its (activity, plan) pair or its episode with "
               f"training, and no story item overlaps it ({s['config']['ngram']}-gram containment below "
               f"{s['config']['threshold']}); overlaps in the final suites: {s['overlaps']}.", "",
+              *card_lines(s["activities"]), "",
               "## Generating config", "", "```json", json.dumps(s["config"], indent=1), "```", ""]
     return "\n".join(lines)
 

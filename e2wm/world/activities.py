@@ -13,6 +13,12 @@ concrete goal facts. Spec grammar, one string per goal:
 A class token may list alternatives ("couch|bed"). Each distinct token binds one node, and a token
 used twice binds the same node.
 
+Ordering traps: some goals hold a pair of facts that must come true in one order, because the
+world's rules make the other order a dead end that only an undo leaves (a machine that is ON will
+not open, so what goes in it goes in before it is switched on; a closed container takes nothing in;
+Open needs a free hand; a seat takes only so many things ON it, a sitter included). The comment
+above such an activity names its trap; tests/world/test_activity_traps.py derives each by search.
+
 RobotHow (E2WM's goal source): the goal is what a program's final graph adds to its initial graph,
 less the incidental CLOSE and FACING edges and where the character happens to stand.
 """
@@ -80,6 +86,34 @@ def _templates(spec: str) -> tuple[tuple[str, str, str, str | None], ...]:
                         f"'<cls> ON|INSIDE <cls>' or 'agent {'|'.join(_AGENT_VERBS)} <cls>'")
 
 
+_LABEL_CLASS = re.compile(r"^<([^<>]+)> \(-?\d+\)$")
+
+
+def _fact_classes(text: str) -> tuple[str, str, str | None]:
+    """(class of a, name, class of b or None) of a fact's text form."""
+    parts = [p.strip() for p in text.split(" || ")]
+    m = [_LABEL_CLASS.match(p) for p in parts[::2]]
+    if len(parts) not in (2, 3) or not all(m):
+        raise ActivityError(f"goal fact {text!r}: expected '<a> (id) || NAME' or "
+                            f"'<a> (id) || REL || <b> (id)'")
+    return m[0].group(1), parts[1], m[1].group(1) if len(m) == 2 else None
+
+
+def _instance_of(template, fact) -> bool:
+    """Whether a fact's (class of a, name, class of b) instantiates a goal-spec template."""
+    _, a, name, b = template
+    fa, fname, fb = fact
+
+    def is_(cls, token):
+        return cls == "character" if token == AGENT else cls in token.split("|")
+    return fname == name and is_(fa, a) and (fb is None if b is None else fb is not None and is_(fb, b))
+
+
+def facts_of_spec(spec: str, facts, scene) -> list[Fact]:
+    """The facts of `facts` that instantiate one goal spec (any of its fact templates)."""
+    return [f for f in facts if any(_instance_of(t, _fact_classes(f.text(scene))) for t in _templates(spec))]
+
+
 def _candidates(scene, token: str) -> list[int]:
     return sorted(i for c in token.split("|") for i in scene.by_class.get(c, ()))
 
@@ -124,6 +158,13 @@ class Activity:
 
     def fits(self, scene) -> bool:
         return all(_candidates(scene, t) for t in self.classes())
+
+    def unmet_specs(self, facts) -> list[str]:
+        """The goal specs that no fact of `facts` (`Fact.text` form, as episodes store them)
+        instantiates, judged by class names: what a goal posed under an older spec lacks."""
+        seen = {_fact_classes(f) for f in facts}
+        return [g for g in self.goals if not all(
+            any(_instance_of(t, f) for f in seen) for t in _templates(g))]
 
     def instantiate(self, world, rng: random.Random, agent: int = 0) -> Goal:
         """Bind each token to a node and return the goal; ActivityError if it cannot be posed here.
@@ -221,6 +262,7 @@ _SEAT = "couch|chair|bench"
 _DISHES = "plate|bowl"
 _GLASS = "water_glass|cup|mug"
 _SHELF = "kitchen_cabinet|cupboard"
+_MUG = "mug|cup"
 
 ACTIVITIES: tuple[Activity, ...] = (
     # Living room and leisure.
@@ -237,6 +279,11 @@ ACTIVITIES: tuple[Activity, ...] = (
        f"agent SITS {_SEAT}"),
     _a("have a snack", "agent HOLDS food_apple|food_banana|food_bread|food_cheese",
        "agent SITS chair|couch"),
+    # Trap: Open needs a free hand, so the book is opened before both hands are full.
+    _a("read a book over tea", f"agent HOLDS {_MUG}", "agent HOLDS book|novel", "book|novel OPEN",
+       "agent SITS couch|chair|bed"),
+    # Trap: Sit counts what is ON a chair (it seats one), so sit first, then put the pillow on it.
+    _a("sit on a cushion", "agent SITS chair", "pillow ON chair"),
     # Light, air and doors.
     _a("turn on light", "light ON"),
     _a("turn off light", "light OFF"),
@@ -277,10 +324,12 @@ ACTIVITIES: tuple[Activity, ...] = (
     _a("eat cereal", "bowl ON table|kitchen_counter", "food_cereal ON table|kitchen_counter",
        "food_cereal OPEN"),
     _a("put fruit in bowl", "food_apple|food_banana INSIDE bowl"),
-    _a("set up table", "plate ON table", "fork|spoon|knife ON table"),
+    _a("set up table", "plate ON table", "fork ON table", "spoon|knife ON table"),
     _a("serve drinks", "juice|wine|milk ON table", f"{_GLASS} ON table"),
     _a("get some water", f"agent HOLDS {_GLASS}", "faucet ON"),
-    _a("wash dishes with dishwasher", f"{_DISHES} INSIDE dishwasher", "dishwasher CLOSED", "dishwasher ON"),
+    # Trap: Open refuses a machine that is ON, so what goes in a closed one goes in before it is on.
+    _a("wash dishes with dishwasher", f"{_DISHES} INSIDE dishwasher", f"{_GLASS} INSIDE dishwasher",
+       "dishwasher CLOSED", "dishwasher ON"),
     _a("wash dishes by hand", f"{_DISHES} CLEAN", "faucet ON", "agent HOLDS dish_soap",
        uses=("sink",)),
     _a("put away dishes", f"{_DISHES} INSIDE {_SHELF}", f"fork|spoon|knife INSIDE {_SHELF}"),
@@ -299,8 +348,9 @@ ACTIVITIES: tuple[Activity, ...] = (
     _a("go to toilet", "toilet OPEN", "agent SITS toilet"),
     _a("take a bath", "agent HOLDS soap", "agent LIES bathtub"),
     _a("hang up towel", "towel ON towel_rack"),
+    # Trap: as for the dishwasher; and the detergent is a second trip (it is kept in a cabinet).
     _a("wash clothes", "clothes_shirt|clothes_pants|clothes_socks INSIDE washing_machine",
-       "washing_machine CLOSED", "washing_machine ON"),
+       "laundry_detergent INSIDE washing_machine", "washing_machine CLOSED", "washing_machine ON"),
     # Bedroom, clothes and hall.
     _a("go to sleep", "agent LIES bed", "light OFF"),
     _a("get ready for bed", "agent WEARS pajamas", "agent LIES bed"),
@@ -313,6 +363,9 @@ ACTIVITIES: tuple[Activity, ...] = (
        "closet|dresser CLOSED"),
     _a("put shoes on shoe rack", "shoes|slippers ON shoe_rack"),
     _a("pack a bag", "keys INSIDE bag", "cellphone INSIDE bag", "bag CLOSED"),
+    # Trap: PutIn refuses a closed bag, so it is closed only once both are in it.
+    _a("pack clothes for a trip", "clothes_shirt|clothes_pants INSIDE bag", "clothes_socks INSIDE bag",
+       "bag CLOSED", "agent HOLDS bag"),
 )
 
 # Held out of training: the "unseen" plan-generation suites ask for these. E2WM's unseen
@@ -330,6 +383,13 @@ UNSEEN_ACTIVITIES: tuple[Activity, ...] = (
     _a("put a pillow on the chair", "pillow ON chair|bench"),
     _a("turn off the tv", "television OFF", "agent HOLDS remote_control"),
     _a("put the phone on the desk", "cellphone ON desk", "agent SITS chair"),
+    # Trap: Open refuses a stove that is ON (its oven), so the pot goes in before it is switched on.
+    _a("bake a casserole", "cookingpot INSIDE stove", "stove CLOSED", "stove ON"),
+    # Trap: Lie counts what is ON the couch (two fill it), so lie down first, then pillow and blanket.
+    _a("curl up on the couch", "agent LIES couch", "pillow ON couch", "blanket ON couch"),
+    # Trap: Open needs a free hand, so the newspaper is opened before both hands are full.
+    _a("read the newspaper over coffee", f"agent HOLDS {_MUG}", "agent HOLDS newspaper",
+       "newspaper OPEN", "agent SITS chair|couch"),
 )
 # Collection order: the held-out activities spread evenly through the library, so any run of
 # consecutive plans holds some of both.

@@ -26,11 +26,12 @@ def _search(world, facts, objects, seed=0, **cfg):
                   random.Random(seed))
 
 
+@pytest.mark.parametrize("rollout", ["goal", "uniform"])
 @pytest.mark.parametrize("name", sorted(OPTIMA))
-def test_finds_the_shortest_plan(tiny_scene, name):
+def test_finds_the_shortest_plan(tiny_scene, name, rollout):
     facts, objects, optimum = OPTIMA[name]
     w = World.from_dict(tiny_scene)
-    r = _search(w, facts, objects, simulations=6000)
+    r = _search(w, facts, objects, simulations=6000 if rollout == "uniform" else 1500, rollout=rollout)
     assert r.reached
     assert len(r.actions) == optimum, r.lines
     # the plan runs in a fresh world and reaches every goal fact
@@ -44,6 +45,34 @@ def test_same_seed_same_plan_and_statistics(tiny_scene):
     facts, objects, _ = OPTIMA["mug in fridge"]
     a, b = (_search(w, facts, objects, seed=7, simulations=500) for _ in range(2))
     assert (a.lines, a.reward, a.stats) == (b.lines, b.reward, b.stats)
+
+
+@pytest.mark.parametrize("rollout", ["goal", "uniform"])
+def test_the_plan_is_the_shortest_successful_path_found(tiny_scene, rollout):
+    """select=shortest returns the shortest successful simulated path; E2WM's best_reward need not
+    (here a step *pays*, so the best-reward path is a long one)."""
+    w = World.from_dict(tiny_scene)
+    facts, objects, optimum = OPTIMA["mug in fridge"]
+    short = _search(w, facts, objects, seed=1, simulations=400, rollout=rollout, reward_step=0.05)
+    best = _search(w, facts, objects, seed=1, simulations=400, rollout=rollout, reward_step=0.05,
+                   select="best_reward")
+    assert short.reached and short.stats["first_solution"] > 0
+    assert len(short.lines) == short.stats["shortest_found"] == optimum < len(best.lines)
+    assert short.stats == best.stats   # the same search; only the pick differs
+    fresh = World.from_dict(tiny_scene)
+    assert all(fresh.step(line).ok for line in short.lines) and all(f.holds(fresh) for f in facts)
+
+
+def test_patience_stops_once_no_shorter_plan_turns_up(tiny_scene):
+    w = World.from_dict(tiny_scene)
+    facts, objects, optimum = OPTIMA["tv on"]
+    full = _search(w, facts, objects, simulations=2000)
+    r = _search(w, facts, objects, simulations=2000, patience=100)
+    assert r.reached and len(r.actions) == optimum == len(full.actions)
+    assert r.stats["simulations"] < 2000 and full.stats["simulations"] == 2000
+    # a search that never succeeds runs its whole budget
+    never = _search(w, facts, objects, simulations=300, patience=10, max_depth=1)
+    assert not never.reached and never.stats["simulations"] == 300
 
 
 def test_first_step_walks_to_a_room(tiny_scene):
@@ -142,7 +171,10 @@ def test_most_visited_option(tiny_scene):
                                          ({"reward_new": [1]}, "reward_new"),
                                          ({"reward_done": float("inf")}, "reward_done"),
                                          ({"discount": 0.0}, "discount"),
-                                         ({"prune": "no"}, "prune")])
+                                         ({"prune": "no"}, "prune"),
+                                         ({"rollout": "greedy"}, "rollout"),
+                                         ({"goal_bias": 1.5}, "goal_bias"),
+                                         ({"patience": -1}, "patience")])
 def test_config_errors_name_the_field(bad, field):
     with pytest.raises(E2WMError, match=field):
         MCTSConfig(**bad)

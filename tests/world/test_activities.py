@@ -345,3 +345,17 @@ def test_robothow_programs_reach_their_goals_in_the_world():
     assert len(programs) == 518 and len(empty) < 20, empty
     assert len(missed) <= 5, missed
     assert all(" INSIDE " in f for unmet in missed.values() for f in unmet), missed
+
+
+def test_unmet_specs_judge_facts_by_class_and_refuse_bad_text(tiny_scene):
+    a = get_activity("put groceries in fridge")
+    posed = goals(a, 1)
+    assert posed
+    w, g = posed[0]
+    texts = [f.text(w.scene) for f in g.facts]
+    assert a.unmet_specs(texts) == []
+    assert a.unmet_specs([t for t in texts if "CLOSED" not in t]) == ["fridge CLOSED"]
+    assert get_activity("watch tv").unmet_specs(["<character> (3) || ON || <couch> (21)"]) == [
+        "television ON", "agent SITS couch|bed", "agent FACING television"]   # SITS needs SITTING too
+    with pytest.raises(ActivityError, match="goal fact 'fridge CLOSED'"):
+        a.unmet_specs(["fridge CLOSED"])
