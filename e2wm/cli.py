@@ -7,7 +7,7 @@ from importlib import import_module, resources
 
 from e2wm.argparser import Parser, bounded
 from e2wm.collect.config import CollectConfig
-from e2wm.collect.mcts import MCTSConfig
+from e2wm.collect.mcts import ROLLOUTS, SELECTS, MCTSConfig
 from e2wm.config import add_field_flags, apply_sets, flag_values, read_yaml
 from e2wm.data.config import DataConfig
 from e2wm.eval import __main__ as eval_main
@@ -89,10 +89,10 @@ def _parser() -> Parser:
                     help=f"UCT simulations of the search (default {MCTS_DEFAULTS.simulations})")
     pl.add_argument("--max-depth", type=int, default=MCTS_DEFAULTS.max_depth,
                     help=f"most actions in a rollout or plan (default {MCTS_DEFAULTS.max_depth})")
-    pl.add_argument("--select", choices=("shortest", "best_reward", "most_visited"), default=MCTS_DEFAULTS.select,
+    pl.add_argument("--select", choices=SELECTS, default=MCTS_DEFAULTS.select,
                     help="the plan: the shortest successful simulated path (default), the best-reward one (E2WM's) "
                     "or the most-visited descent")
-    pl.add_argument("--rollout", choices=("goal", "uniform"), default=MCTS_DEFAULTS.rollout,
+    pl.add_argument("--rollout", choices=ROLLOUTS, default=MCTS_DEFAULTS.rollout,
                     help="goal-aware rollouts (default) or uniform random ones (E2WM's)")
     pl.add_argument("--no-prune", action="store_true", help="keep steps the plan does not need")
     pl.add_argument("--list", action="store_true", help="list the activity library and exit")

@@ -73,7 +73,7 @@ def episodes_dir(tmp_path):
 @pytest.fixture(scope="session")
 def built_dataset(tmp_path_factory):
     """`e2wm build-data` output of the small collection (session-wide; do not modify it). No held-out training
-    slices (`heldout_rows` 0: tests/data/test_heldout.py covers them), so its 76 training rows are those the
+    slices (`heldout_rows` 0: tests/data/test_heldout.py covers them), so its 86 training rows are those the
     training tests count steps by."""
     from e2wm.data.builder import build_data
     from e2wm.data.config import DataConfig

@@ -14,7 +14,7 @@ from e2wm.collect.explore import STORY, ExploreConfig
 from e2wm.collect.mcts import MCTSConfig
 from e2wm.config import build, check_ranges, to_plain
 from e2wm.errors import E2WMError
-from e2wm.world.activities import get_activity
+from e2wm.world.activities import get_activity, library_digest
 
 
 # Upper bounds keep a typo (`plans: 1e12`) from exhausting memory or time: a job at every episode
@@ -87,10 +87,12 @@ class CollectConfig:
             raise E2WMError("plans, explorations and stories are all 0: nothing to collect")
 
     def job_dict(self) -> dict:
-        """What determines the episodes (not where or how fast they are made)."""
+        """What determines the episodes (not where or how fast they are made): the job fields and, for
+        procedural apartments, the activity library they pose (`library_digest`)."""
         # Sections give their own to_dict: it is what episode keys hash.
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)
-                if not f.metadata.get("run")}
+        job = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)
+               if not f.metadata.get("run")}
+        return {**job, "library": library_digest()} if self.scene_source == "procedural" else job
 
     def to_dict(self) -> dict:
         return to_plain(self)

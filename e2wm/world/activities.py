@@ -25,7 +25,9 @@ less the incidental CLOSE and FACING edges and where the character happens to st
 from __future__ import annotations
 
 import difflib
+import hashlib
 import itertools
+import json
 import random
 import re
 from dataclasses import dataclass
@@ -403,6 +405,13 @@ UNSEEN_NAMES = frozenset(a.name for a in UNSEEN_ACTIVITIES)
 _BY_NAME = {a.name: a for a in ALL_ACTIVITIES}
 if len(_BY_NAME) != len(ALL_ACTIVITIES):
     raise ActivityError("activity library: repeated names")
+
+
+def library_digest() -> str:
+    """A short hash of the library as collection reads it (names, goal specs, uses, held-out set, in
+    rotation order): a collection job's identity, so a changed library is a different job."""
+    rows = [[a.name, list(a.goals), list(a.uses), a.name in UNSEEN_NAMES] for a in ALL_ACTIVITIES]
+    return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
 def get_activity(name: str) -> Activity:

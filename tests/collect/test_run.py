@@ -13,6 +13,7 @@ from e2wm.collect.config import CollectConfig
 from e2wm.collect.run import MANIFEST, collect, plan_units
 from e2wm.config import read_yaml
 from e2wm.errors import E2WMError
+from e2wm.world.activities import library_digest
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
@@ -161,8 +162,22 @@ def test_job_dict_holds_every_job_field_and_no_run_field():
     job = cfg.job_dict()
     assert {"plans", "explorations", "stories", "mcts", "explore", "story"} <= set(job)
     assert not {"out", "workers", "worker_cpus", "max_in_flight", "address", "chaos_kill_every"} & set(job)
+    assert job.pop("library") == library_digest()    # procedural apartments pose the library's goals
     assert cfg.to_dict() == {**job, "out": "out/collect", "workers": 5, "worker_cpus": 1.0,
                              "max_in_flight": 2, "address": "local", "chaos_kill_every": 0}
+    robothow = CollectConfig.from_dict({**preset, "scene_source": "robothow"}).job_dict()
+    assert "library" not in robothow
+
+
+def test_a_changed_library_is_another_job(monkeypatch):
+    """A resume under an edited activity library must not mix its episodes with the old library's."""
+    from e2wm.world import activities
+    preset, _ = read_yaml(None, "collect.yaml")
+    before = CollectConfig.from_dict(preset).job_dict()
+    a = activities.ALL_ACTIVITIES[0]
+    edited = activities.Activity(a.name, a.goals[:-1])   # one goal spec fewer
+    monkeypatch.setattr(activities, "ALL_ACTIVITIES", (edited, *activities.ALL_ACTIVITIES[1:]))
+    assert CollectConfig.from_dict(preset).job_dict()["library"] != before["library"]
 
 
 @pytest.mark.slow

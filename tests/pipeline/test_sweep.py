@@ -203,12 +203,14 @@ def test_a_killed_sweep_resumes_without_repeating_finished_runs(tmp_path, tiny_m
     assert calls == []
 
 
-def test_a_pipeline_finished_before_the_fisher_precision_fields_keeps_its_hashes():
-    """These are the hashes the default config had before `fisher.precision` and `fisher.gradient_checkpointing`
-    existed (commit 8ac9db2): a pipeline finished then must resume, not redo its Fisher and everything after."""
+def test_the_default_config_keeps_its_stage_hashes():
+    """The default config's stage hashes, pinned: a pipeline finished under them resumes rather than redo its
+    Fisher and everything after. `fisher.precision` and `fisher.gradient_checkpointing` left them as they were
+    (commit 8ac9db2: 800615d8… and 6e48025f…); the goal-aware planner and the library's restored goals changed
+    them, on purpose: another collection, which every later stage's hash covers."""
     from e2wm.pipeline.run import _hashes
-    before = {"fisher": "800615d8832c94ebb8b6f3a417e3cda49e804cb6f14602d38281e07240469617",
-              "train": "6e48025f102ba9bba8c8b71521b52954c3bf7c7d86b1777383d55ccf92c832f1"}
+    before = {"fisher": "d38e47077d8fb524f8439952f936f09a54d471c8315a8f178d8cf27a9ad0b58c",
+              "train": "970fa1de5a6adbbdc281bf201dcb5dd01d4626e05c1f04c01916f201eef0cbba"}
     now = _hashes(PipelineConfig.from_dict({}))
     assert {k: now[k] for k in before} == before
     ckpt = _hashes(PipelineConfig.from_dict({"fisher": {"gradient_checkpointing": True}}))

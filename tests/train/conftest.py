@@ -20,7 +20,7 @@ def fisher_z3(tmp_path_factory, tiny_model_dir):
 
 @pytest.fixture(scope="session")
 def base_config(tiny_model_dir, built_dataset, fisher_z3) -> dict:
-    """EWC-LoRA on the build-data dataset: 76 rows, 10 steps an epoch, 3 epochs, fp32, no dropout."""
+    """EWC-LoRA on the build-data dataset: 86 rows, 11 steps an epoch, 3 epochs, fp32, no dropout."""
     return {"seed": 3, "model": {"name_or_path": str(tiny_model_dir)},
             "lora": {"r": 8, "alpha": 32, "dropout": 0.0, "target_modules": TARGETS},
             "data": {"path": str(built_dataset), "max_length": 256},
