@@ -189,12 +189,9 @@ class ActionSpace:
                 continue
             box = env.closed_container(x)
             for verb, line in self.one_arg[x]:
-                if env.check(line):
-                    out.append((line,))
-                elif box is not None and verb in _USES:
-                    macro = (line_text(self.scene, "OPEN", (box,)), line)
-                    if env.check(macro[0]) and _runs(env, macro):
-                        out.append(macro)
+                action = self._use(env, verb, line, box)
+                if action:
+                    out.append(action)
             for h in held:
                 if h == x:
                     for line in self.held_arg[x]:
@@ -246,15 +243,22 @@ class ActionSpace:
                     if line in self.held_arg[x] and env.check(line):
                         out.append((line,))
                 elif (verb, line) in self._one_arg_set[x]:
-                    box = env.closed_container(x)
-                    if env.check(line):
-                        out.append((line,))
-                    elif box is not None and verb in _USES:
-                        macro = (line_text(self.scene, "OPEN", (box,)), line)
-                        if env.check(macro[0]) and _runs(env, macro):
-                            out.append(macro)
+                    action = self._use(env, verb, line, env.closed_container(x))
+                    if action:
+                        out.append(action)
         out.sort()
         return out
+
+    def _use(self, env, verb: str, line: str, box) -> tuple[str, ...] | None:
+        """A one-object line as an action: itself if it runs now, else, for a use of a thing shut in
+        `box`, the macro that opens the box first (if that runs); None otherwise."""
+        if env.check(line):
+            return (line,)
+        if box is not None and verb in _USES:
+            macro = (line_text(self.scene, "OPEN", (box,)), line)
+            if env.check(macro[0]) and _runs(env, macro):
+                return macro
+        return None
 
 
 # Verbs whose effects can change goal facts of every kind; the rest are kept only when a goal
