@@ -8,7 +8,7 @@ storage saved for backward is counted once at its full size, by dtype (parameter
 
 * train: the LoRA model (cast to the precision, as DeepSpeed's bf16 engine does), the logits held to
   the backward and `weighted_token_loss` with every position an answer token (an upper bound); the
-  ZeRO-2 EWC-LoRA penalty (`EWCLoRA`, autograd, all pairs before one backward) is measured on its own.
+  ZeRO-2 EWC-LoRA penalty (`EWCLoRA`, all pairs before one backward: what its nodes keep) is measured on its own.
 * fisher: `e2wm.train.fisher._per_sample_losses` with the input embeddings' output made a leaf and
   `e2wm.train.per_sample.LinearSquares` hooks armed, whose kept layer inputs are counted too.
 

@@ -28,19 +28,58 @@ def _factors(A: torch.Tensor, B: torch.Tensor, transposed: bool):
     return (A.t(), B.t()) if transposed else (B, A)
 
 
-def lora_rows_penalty(A, B, s: float, F_flat, start: int, end: int, transposed: bool = False):
-    """Σ F (s·ΔW)² over flat indices [start, end) of ΔW, with F_flat[0:end-start] their Fisher values.
-    Differentiable in A and B; only the rows of ΔW that hold those indices are computed. In fp32 at least,
-    whatever the dtype of A and B: under bf16 training ΔW, its square and the sum in bf16 would be off by
-    ~4e-3 relative (the gradients reach A and B in their own dtype)."""
+ROW_BLOCK = 1 << 23   # elements of ΔW formed at once (32 MiB in fp32), whatever the weight's size
+
+
+def rows_penalty_grads(A, B, s: float, F_flat, start: int, end: int, transposed: bool = False):
+    """(Σ F (s·ΔW)² over flat indices [start, end) of ΔW = B·A, its gradient in A, in B), in closed form:
+    with G = ∂/∂(B·A) = 2·s²·F ⊙ (B·A) on those indices (0 elsewhere), ∂A = Bᵀ·G and ∂B = G·Aᵀ. F_flat[0:end-start]
+    holds their Fisher values. All three in fp32 at least, whatever the dtype of A and B (under bf16 training
+    ΔW, its square and the sum in bf16 would be off by ~4e-3 relative).
+    Only the rows of ΔW that hold those indices are formed, a block of rows at a time (`ROW_BLOCK`), so no
+    full out×in product is ever alive, and nothing of it is kept."""
     dtype = torch.promote_types(A.dtype, torch.float32)
-    lhs, rhs = (f.to(dtype) for f in _factors(A, B, transposed))
-    n_cols = rhs.shape[1]
-    if start >= end:
-        return (lhs.sum() + rhs.sum()) * 0.0
-    r0, r1 = start // n_cols, -(-end // n_cols)
-    dw = (s * (lhs[r0:r1] @ rhs)).reshape(-1)[start - r0 * n_cols:end - r0 * n_cols]
-    return (F_flat[:end - start].to(dtype) * dw.pow(2)).sum()
+    with torch.no_grad():
+        lhs, rhs = (f.detach().to(dtype) for f in _factors(A, B, transposed))
+        g_lhs, g_rhs = torch.zeros_like(lhs), torch.zeros_like(rhs)
+        value = torch.zeros((), dtype=dtype, device=lhs.device)
+        n_cols = rhs.shape[1]
+        step = max(1, ROW_BLOCK // n_cols)
+        for a in range(start // n_cols, -(-end // n_cols), step):
+            b = min(a + step, -(-end // n_cols))
+            lo, hi = max(start, a * n_cols), min(end, b * n_cols)   # the block's flat indices in range
+            dw = s * (lhs[a:b] @ rhs)
+            grad = torch.zeros_like(dw)
+            piece = dw.view(-1)[lo - a * n_cols:hi - a * n_cols]
+            f_dw = F_flat[lo - start:hi - start].to(dtype) * piece
+            value += (f_dw * piece).sum()
+            grad.view(-1)[lo - a * n_cols:hi - a * n_cols] = (2 * s) * f_dw
+            g_lhs[a:b] = grad @ rhs.t()
+            g_rhs += lhs[a:b].t() @ grad
+    g_a, g_b = (g_lhs.t(), g_rhs.t()) if transposed else (g_rhs, g_lhs)
+    return value, g_a, g_b
+
+
+class _RowsPenalty(torch.autograd.Function):
+    """The penalty as an autograd node that keeps only its gradients in A and B (A's and B's sizes), not ΔW."""
+
+    @staticmethod
+    def forward(ctx, A, B, F_flat, s, start, end, transposed):
+        value, g_a, g_b = rows_penalty_grads(A, B, s, F_flat, start, end, transposed)
+        ctx.save_for_backward(g_a, g_b)
+        ctx.dtypes = A.dtype, B.dtype
+        return value
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (g_a, g_b), (da, db) = ctx.saved_tensors, ctx.dtypes
+        return (grad_out * g_a).to(da), (grad_out * g_b).to(db), None, None, None, None, None
+
+
+def lora_rows_penalty(A, B, s: float, F_flat, start: int, end: int, transposed: bool = False):
+    """Σ F (s·ΔW)² over flat indices [start, end) of ΔW (see `rows_penalty_grads`), differentiable in A and B:
+    the backward adds the closed-form gradients, cast to A's and B's dtype."""
+    return _RowsPenalty.apply(A, B, F_flat, s, start, end, transposed)
 
 
 class EWCLoRA:
@@ -177,15 +216,12 @@ class Zero3EWCLoRA:
         grads, total = [], torch.zeros((), dtype=torch.float32, device=engine.device)
         with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
             for A, B, s, F in self.pairs:
-                a = A.detach().float().requires_grad_(True)
-                b = B.detach().float().requires_grad_(True)
-                n_out, n_in = (a.shape[1], b.shape[0]) if self.transposed else (b.shape[0], a.shape[1])
+                n_out, n_in = (A.shape[1], B.shape[0]) if self.transposed else (B.shape[0], A.shape[1])
                 pn, n = F.numel(), n_out * n_in
                 start, end = min(self.rank * pn, n), min((self.rank + 1) * pn, n)
-                local = self.lam * lora_rows_penalty(a, b, s, F, start, end, self.transposed)
-                ga, gb = torch.autograd.grad(local, (a, b))
-                grads.append((ga, gb))
-                total = total + local.detach()
+                local, ga, gb = rows_penalty_grads(A, B, s, F, start, end, self.transposed)
+                grads.append((self.lam * ga, self.lam * gb))
+                total = total + self.lam * local.float()
         flat = torch.cat([g.reshape(-1) for pair in grads for g in pair] + [total.reshape(1)])
         dist.all_reduce(flat)   # the rows of W are split over ranks: their contributions add up
         scale, offset = _grad_scale(engine), 0

@@ -119,6 +119,42 @@ def test_fan_in_fan_out_weights_take_the_transposed_product():
     assert part == pytest.approx(expect, rel=1e-6)
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+def test_blocks_of_rows_give_the_whole_product(monkeypatch, transposed):
+    """ΔW is formed a few rows at a time (a block of 7 elements here: partial rows at both ends of a range,
+    blocks that straddle a partition's edge): the value and both gradients as the hand formula's."""
+    from e2wm.train import regularizers as R
+    g = torch.Generator().manual_seed(3)
+    A, B = torch.randn(4, 6, generator=g, dtype=torch.float64), torch.randn(5, 4, generator=g, dtype=torch.float64)
+    F = torch.rand(6, 5, generator=g, dtype=torch.float64) if transposed else torch.rand(5, 6, generator=g,
+                                                                                            dtype=torch.float64)
+    monkeypatch.setattr(R, "ROW_BLOCK", 7)
+    dw = 2.0 * ((B @ A).t() if transposed else B @ A)
+    for start, end in ((0, 30), (4, 23), (11, 12), (9, 9)):
+        mask = torch.zeros(30, dtype=torch.float64)
+        mask[start:end] = 1
+        Fm = (F.reshape(-1) * mask).view_as(F)
+        G = 2 * 2.0 * Fm * dw                                     # dP/d(B·A) in W's layout, times s
+        G = G.t() if transposed else G
+        value, ga, gb = R.rows_penalty_grads(A, B, 2.0, F.reshape(-1)[start:end], start, end, transposed)
+        assert float(value) == pytest.approx(float((Fm * dw ** 2).sum()), rel=1e-12, abs=1e-300)
+        assert torch.allclose(ga, B.t() @ G, rtol=1e-12, atol=1e-15)
+        assert torch.allclose(gb, G @ A.t(), rtol=1e-12, atol=1e-15)
+
+
+def test_the_replicated_penalty_keeps_no_product_for_its_backward():
+    """Saved for the backward: the gradients in A and B (fp32), never ΔW or F ⊙ ΔW (out × in each)."""
+    model, fisher, _ = make_case()
+    model.to(torch.bfloat16)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+        pen = make_regularizer("ewc_lora", model, fisher=fisher)()
+    pen.backward()
+    lora = sum(A.numel() + B.numel() for _, A, B, _ in lora_pairs(model))
+    assert 0 < sum(saved) <= lora
+    assert all(A.grad.dtype == B.grad.dtype == torch.bfloat16 for _, A, B, _ in lora_pairs(model))
+
+
 def test_ewc_zero_at_reference_and_positive_after_move():
     model = tiny_causal_lm(seed=0)
     names = ["model.layers.0.self_attn.q_proj.weight", "lm_head.weight"]
