@@ -3,8 +3,8 @@
 `frontier(out_dir, runs_json)` reads OUT/report/runs.json (one record per evaluated point, written by the
 pipeline's report stage) and each point's OUT/<eval>/results.json, and writes beside runs.json:
 
-- frontier.md: the points table (arm, seed, swept values, step, held-out task NLL, general-text e^NLL, the
-  headline metrics), the plot, and the verdicts with their method;
+- frontier.md: the points table (arm, seed, swept values, step, n, held-out task NLL, general-text e^NLL, the
+  headline metrics, each with its 95% interval), the plot, and the verdicts with their method;
 - frontier.png: x = held-out general text e^NLL (perplexity: forgetting, lower is better), y = held-out task
   answer NLL (nats/token: learning, lower is better); every point (arm, seed, step) small, each arm's seed-mean
   over matching (values, step) configurations large with min-max error bars across seeds in both coordinates,
@@ -40,7 +40,8 @@ from pathlib import Path
 
 from e2wm.errors import E2WMError
 from e2wm.files import read_json, write_atomic, write_json
-from e2wm.eval.harness import headline
+from e2wm.eval.harness import headline, with_interval
+from e2wm.eval.intervals import bootstrap
 
 KEY = ("ewc_lora", "l2")   # the key comparison: EWC-LoRA against its uniform-F control
 LEVEL = 0.95
@@ -223,19 +224,46 @@ def _suites(loaded: list[tuple[Path, dict]]) -> tuple[list[str], bool]:
     return names, fallback
 
 
+def _pooled(r: dict, names: list[str], key: str, suites=None) -> list[float] | None:
+    """Every item's `per_item[key]` over `suites` (default: `names`), pooled; None where a suite lacks them."""
+    out = []
+    for s in suites if suites is not None else names:
+        values = r["suites"][s].get("per_item", {}).get(key)
+        if not isinstance(values, list) or len(values) != r["suites"][s]["n"]:
+            return None
+        out += values
+    return out
+
+
+def _interval(values: list[float] | None) -> dict | None:
+    """{low, high}: the bootstrap interval of the mean of pooled items (as results.json draws a suite's)."""
+    if not values or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+        return None
+    low, high = bootstrap(values)
+    return {"low": low, "high": high}
+
+
 def _figures(r: dict, names: list[str]) -> dict:
-    """A point's task NLL (n-weighted over the suites) and headline metrics (n-weighted per metric)."""
+    """A point's task NLL (n-weighted over the suites) and headline metrics (n-weighted per metric), with n and
+    the 95% interval of each: the items of the suites pooled (an n-weighted mean of suite means is the mean of
+    their items) and bootstrapped, where results.json keeps the items; the e^NLL's from results.json."""
     n = sum(r["suites"][s]["n"] for s in names)
     if n == 0:
         raise E2WMError(f"suites {', '.join(names)}: no items to measure learning on (every n is 0)")
-    heads: dict[str, list[tuple[int, float]]] = {}
+    heads: dict[str, list[tuple[str, int, float]]] = {}
     for s in names:
         label, value = headline(r["suites"][s])
-        heads.setdefault(label, []).append((r["suites"][s]["n"], value))
+        heads.setdefault(label, []).append((s, r["suites"][s]["n"], value))
+    metrics, intervals = {}, {}
+    for k, xs in heads.items():
+        weight = sum(w for _, w, _ in xs)
+        metrics[k] = sum(w * v for _, w, v in xs) / weight if weight else None
+        intervals[k] = _interval(_pooled(r, names, "score", [s for s, _, _ in xs]))
+    ppl = r["perplexity"].get("interval")
     return {"y": sum(r["suites"][s]["n"] * r["suites"][s]["answer_nll"]["mean"] for s in names) / n,
-            "x": r["perplexity"]["ppl"],
-            "metrics": {k: sum(w * v for w, v in xs) / sum(w for w, _ in xs) if sum(w for w, _ in xs) else None
-                        for k, xs in heads.items()}}
+            "x": r["perplexity"]["ppl"], "n": n, "y_interval": _interval(_pooled(r, names, "answer_nll")),
+            "x_interval": ppl if isinstance(ppl, dict) else None,
+            "metrics": metrics, "metric_intervals": intervals}
 
 
 def load(out_dir, runs_json) -> tuple[list[dict], list[str], bool]:
@@ -327,6 +355,12 @@ def _fmt(v, spec: str = ".4f") -> str:
     return "n/a" if v is None else format(v, spec)
 
 
+def _width(pairs) -> str:
+    """How wide the seeds make the interval: t at the most seeds any pair shares."""
+    k = max((v["seeds"] for v in pairs), default=0)
+    return f" (with {k} seeds, {k - 1} df: t = {t_quantile(k - 1):.2f})" if k >= 2 else ""
+
+
 def markdown(points, names, fallback, arms, pairs) -> str:
     suites = ", ".join(names)
     lines = ["# Frontier: learning against forgetting", "",
@@ -346,8 +380,8 @@ def markdown(points, names, fallback, arms, pairs) -> str:
              "overlap of the two arms' x ranges (from the larger of their smallest x to the smaller of their largest) "
              "the gap is the mean of y_B(x) - y_A(x), the area between the envelopes divided by the overlap's width, "
              "in nats per token: positive means A learns more at matched forgetting. The gaps' mean across seeds "
-             f"gets a {LEVEL:.0%} Student t interval with n - 1 degrees of freedom; with 3 seeds (2 df, t = 4.30) "
-             "it is wide, and the sentence claims a winner only where the interval excludes 0. The base model is in "
+             f"gets a {LEVEL:.0%} Student t interval with n - 1 degrees of freedom{_width(pairs)}; "
+             "the sentence claims a winner only where the interval excludes 0. The base model is in "
              "no arm's envelope. Overlap: the e^NLL range over which a gap was measured, in any seed.", ""]
     if not pairs:
         lines += ["Fewer than two arms: nothing to compare.", ""]
@@ -365,15 +399,20 @@ def markdown(points, names, fallback, arms, pairs) -> str:
             lines.append(f"| {v['a']} | {v['b']} | {v['seeds']} | {ov} | {gaps} | {ci} | {v['sentence']} |")
         lines.append("")
     metrics = list(dict.fromkeys(k for p in points for k in p["metrics"]))
-    lines += ["## Points", "", "Step: the optimizer step the point's weights were taken at (final: the run's export).",
-              "", "| arm | seed | values | step | task NLL | general e^NLL | " + " | ".join(metrics) + " |",
-              "|---|---|---|---|---|---|" + "---|" * len(metrics)]
+    lines += ["## Points", "", "Step: the optimizer step the point's weights were taken at (final: the run's export). "
+              "n: the items the task NLL averages (a metric averages those of the suites that report it). [95%]: the "
+              "percentile bootstrap interval over those items, pooled across the suites, and the e^NLL's over "
+              "documents, as results.json draws them; absent where results.json keeps no per-item values.",
+              "", "| arm | seed | values | step | n | task NLL [95%] | general e^NLL [95%] | "
+              + " | ".join(f"{k} [95%]" for k in metrics) + " |",
+              "|---|---|---|---|---|---|---|" + "---|" * len(metrics)]
     for p in points:
         step = "?" if p["step"] is None else str(p["step"])
         step += " (final)" if p.get("final") else ""
         seed = "-" if p.get("seed") is None else str(p["seed"])
-        cells = [_fmt(p["metrics"].get(k)) for k in metrics]
-        lines.append(f"| {p['arm']} | {seed} | {_values(p)} | {step} | {p['y']:.4f} | {p['x']:.3f} | "
+        cells = [with_interval(p["metrics"].get(k), p["metric_intervals"].get(k)) for k in metrics]
+        lines.append(f"| {p['arm']} | {seed} | {_values(p)} | {step} | {p['n']} | "
+                     f"{with_interval(p['y'], p['y_interval'])} | {with_interval(p['x'], p['x_interval'], 3)} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

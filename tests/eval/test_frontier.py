@@ -106,7 +106,8 @@ def test_an_arm_a_known_gap_below_learns_more(tmp_path):
     assert f"**Key comparison (ewc_lora vs l2):** {key['sentence']}." in text
     # the points table: the heldout suites' n-weighted NLL (not "other"'s 50), the base first
     base_row = next(line for line in text.splitlines() if line.startswith("| base |"))
-    assert base_row.startswith(f"| base | - | - | 0 | 2.0000 | {math.exp(1.9):.3f} | 0.5000 |")
+    assert base_row.startswith(f"| base | - | - | 0 | 40 | 2.0000 | {math.exp(1.9):.3f} | 0.5000 |")
+    assert "with 3 seeds, 2 df: t = 4.30" in text
     assert "| ewc_lora | 1 | regularizer.lam=100.0 | 4 (final) |" in text
     assert (tmp_path / "report" / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -165,7 +166,7 @@ def test_without_heldout_suites_it_falls_back_to_generation_suites(tmp_path):
         {"run": "base", "arm": "base", "seed": None, "values": {}, "step": 0, "eval": "eval/base"}]}))
     text = fr.frontier(tmp_path, tmp_path / "report" / "runs.json").read_text()
     assert "every generation suite (plan): this eval has no heldout_* suites" in text
-    assert "| base | - | - | 0 | 1.5000 | 10.000 | 0.2500 |" in text and "Fewer than two arms" in text
+    assert "| base | - | - | 0 | 4 | 1.5000 | 10.000 | 0.2500 |" in text and "Fewer than two arms" in text
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -196,3 +197,28 @@ def _rewrite(folder, change):
     r = json.loads(path.read_text())
     change(r)
     path.write_text(json.dumps(r))
+
+
+def test_a_point_carries_n_and_intervals_over_its_pooled_items(tmp_path):
+    """A point's task NLL and metric get the bootstrap interval of every item of the heldout suites pooled (the
+    n-weighted mean of suite means is their items' mean), its e^NLL the interval results.json holds."""
+    from e2wm.eval.intervals import bootstrap
+    g = [0.5 + 0.37 * ((7 * i) % 11) for i in range(40)]
+    score = [float(i % 3 == 0) for i in range(40)]
+    d = tmp_path / "eval" / "base"
+    d.mkdir(parents=True)
+    suites = {}
+    for name, lo, hi in (("heldout_a", 0, 10), ("heldout_b", 10, 40)):
+        suites[name] = {**_suite(hi - lo, statistics.mean(g[lo:hi]), statistics.mean(score[lo:hi])),
+                        "per_item": {"answer_nll": g[lo:hi], "score": score[lo:hi]}}
+    (d / "results.json").write_text(json.dumps({"suites": suites, "perplexity": {
+        "ppl": 10.0, "interval": {"low": 9.0, "high": 11.5}}}))
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "runs.json").write_text(json.dumps({"points": [
+        {"run": "base", "arm": "base", "seed": None, "values": {}, "step": 0, "eval": "eval/base"}]}))
+    text = fr.frontier(tmp_path, tmp_path / "report" / "runs.json").read_text()
+    (ylo, yhi), (mlo, mhi) = bootstrap(g), bootstrap(score)
+    row = next(line for line in text.splitlines() if line.startswith("| base |"))
+    assert row == (f"| base | - | - | 0 | 40 | {statistics.mean(g):.4f} [{ylo:.4f}, {yhi:.4f}] | 10.000 [9.000, "
+                   f"11.500] | {statistics.mean(score):.4f} [{mlo:.4f}, {mhi:.4f}] |")
+    assert ylo < statistics.mean(g) < yhi and mlo < mhi
