@@ -15,7 +15,7 @@ from pathlib import Path
 from e2wm.errors import E2WMError
 from e2wm.files import input_dir, make_dir, output_dir, read_json, write_atomic
 from e2wm.eval.harness import axis_name, headline, with_interval
-from e2wm.eval.intervals import paired, settings
+from e2wm.eval.intervals import paired, relative_gain, settings
 from e2wm.data.eval_format import METRICS, NORMS
 
 GROUPS = {"multiple choice": "mc", "generation": "gen"}
@@ -176,20 +176,24 @@ def _check(r: dict) -> None:
             _count(ppl, key, "perplexity")
 
 
+def _gain_suites(base: dict, run: dict) -> list[str]:
+    """The suites E2WM's average relative improvement averages: both runs scored them, the base above 0."""
+    return [n for n, s in base["suites"].items() if n in run["suites"] and headline(s)[1] > 0]
+
+
 def relative_improvement(base: dict, run: dict) -> float | None:
     """Mean over the suites both runs scored (base value > 0) of (run - base) / base."""
-    gains = [(headline(run["suites"][n])[1] - b) / b for n, s in base["suites"].items()
-             if n in run["suites"] and (b := headline(s)[1]) > 0]
+    gains = [(headline(run["suites"][n])[1] - b) / b for n in _gain_suites(base, run)
+             if (b := headline(base["suites"][n])[1])]
     return sum(gains) / len(gains) if gains else None
 
 
 FIGURES = {"score": "headline", "answer_nll": "answer NLL"}   # per_item's keys, as the report names them
 
 
-def paired_difference(base: dict, run: dict, key: str) -> tuple[float, float, float] | str:
-    """(mean of run - base, low, high) over a suite's items, for per_item[key] ("score": the headline, or
-    "answer_nll") of the suite's entries in two runs, with the paired bootstrap interval
-    (`intervals.paired`); or why the two cannot be paired."""
+def paired_items(base: dict, run: dict, key: str) -> tuple[list, list] | str:
+    """(base values, run values) of per_item[key] ("score": the headline, or "answer_nll") over the same items of
+    a suite's entries in two runs; or why the two cannot be paired."""
     if "sha256" not in base or "sha256" not in run or base["sha256"] != run["sha256"]:
         return "the runs scored different suite files (sha256)"
     if base["n"] != run["n"]:
@@ -199,11 +203,36 @@ def paired_difference(base: dict, run: dict, key: str) -> tuple[float, float, fl
     missing = [who for who, s in (("base", base), ("run", run)) if key not in s.get("per_item", {})]
     if missing:
         return f"no per-item {FIGURES[key]} values in the {' and '.join(missing)} results.json (an older eval)"
-    a, b = base["per_item"][key], run["per_item"][key]
-    if not a:
+    if not base["per_item"][key]:
         return "no items"
+    return base["per_item"][key], run["per_item"][key]
+
+
+def paired_difference(base: dict, run: dict, key: str) -> tuple[float, float, float] | str:
+    """(mean of run - base, low, high) over a suite's items (`paired_items`), with the paired bootstrap interval
+    (`intervals.paired`); or why the two cannot be paired."""
+    got = paired_items(base, run, key)
+    if isinstance(got, str):
+        return got
+    a, b = got
     low, high = paired(a, b)
     return statistics.mean(y - x for x, y in zip(a, b)), low, high
+
+
+def improvement_text(base: dict, run: dict) -> str:
+    """E2WM's average relative improvement of `run` over `base`, with its interval (`intervals.relative_gain`,
+    items resampled per suite, paired) and its n of suites; what is missing, said."""
+    gain = relative_improvement(base, run)
+    names = _gain_suites(base, run)
+    if gain is None:
+        return "n/a (no suite where the base scores above 0)"
+    pairs = [paired_items(base["suites"][n], run["suites"][n], "score") for n in names]
+    why = next((p for p in pairs if isinstance(p, str)), None)
+    ci = None if why else relative_gain(pairs)
+    k = f"{len(names)} suite{'s' if len(names) != 1 else ''}"
+    if ci is None:
+        return f"{gain:+.2%} ({k}; no interval: {why or 'a resampled base mean reaches 0, so the gain is unbounded'})"
+    return f"{gain:+.2%} [{ci[0]:+.2%}, {ci[1]:+.2%}] ({k})"
 
 
 def _flags(suites: list[str], names: list[str], loaded) -> dict[str, str]:
@@ -248,10 +277,13 @@ def report(runs: list[str], out: str | Path) -> Path:
     sizes = {s: sorted({r["suites"][s]["n"] for _, r in loaded if s in r["suites"]}) for s in suites}
     lines += ["", "Items scored per suite (n): " + ", ".join(
         f"{s} {'/'.join(map(str, ns))}" for s, ns in sizes.items()) + "."]
-    gains = [relative_improvement(base, r) for _, r in loaded[1:]]
-    lines += ["", "Average relative improvement over the base run (E2WM's summary figure): "
-              + ", ".join(f"{n} {g:+.2%}" if g is not None else f"{n} n/a" for n, g in zip(names[1:], gains))
-              if gains else "", ""]
+    if len(loaded) > 1:
+        lines += ["", f"Average relative improvement over the base run (E2WM's summary figure: the mean over the "
+                  f"suites where the base scores above 0 of (run - base) / base; [{level}]: the bootstrap over each "
+                  "suite's items, paired): " + "; ".join(f"{n} {improvement_text(base, r)}"
+                                                       for n, (_, r) in zip(names[1:], loaded[1:])) + ".", ""]
+    else:
+        lines += ["", "", ""]
     nll_suites = [s for s in suites if any("answer_nll" in r["suites"].get(s, {}) for _, r in loaded)]
     if nll_suites:
         lines += ["## Answer NLL", "", "The mean over the suite's items of the reference answer's (multiple choice: "

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from e2wm.errors import E2WMError
-from e2wm.eval.intervals import LEVEL, RESAMPLES, bootstrap, paired
+from e2wm.eval.intervals import LEVEL, RESAMPLES, bootstrap, paired, relative_gain
 
 
 def _bernoulli(n: int, ones: int, seed: int) -> list[float]:
@@ -53,6 +53,31 @@ def test_paired_differences_resample_the_same_items():
     low, high = paired(a, noisy)   # far narrower than either run's own interval (the items are shared)
     alone = bootstrap(noisy)
     assert low < 0.1 < high and (high - low) < (alone[1] - alone[0]) / 5
+
+
+def test_the_relative_gain_s_interval_by_hand_and_its_edges():
+    """E2WM's mean relative gain over suites: a run that doubles every item gains exactly +100% in every resample;
+    a normal approximation of two independent suites' gains agrees with the bootstrap; a base that can resample
+    to a mean of 0 makes the gain unbounded (None)."""
+    rng = np.random.default_rng(5)
+    a1, a2 = list(rng.uniform(0.5, 1.0, 400)), list(rng.uniform(0.2, 0.4, 300))
+    assert relative_gain([(a1, [2 * x for x in a1])]) == pytest.approx((1.0, 1.0))
+    b1 = [x * 1.2 + e for x, e in zip(a1, rng.normal(0.0, 0.1, 400))]
+    b2 = [x * 0.9 + e for x, e in zip(a2, rng.normal(0.0, 0.05, 300))]
+    low, high = relative_gain([(a1, b1), (a2, b2)])
+
+    def gain_and_var(a, b):   # delta method for mean(b) / mean(a) - 1 over paired items
+        a, b = np.asarray(a), np.asarray(b)
+        r = b.mean() / a.mean()
+        resid = (b - r * a) / a.mean()
+        return r - 1, resid.var(ddof=1) / a.size
+    (g1, v1), (g2, v2) = gain_and_var(a1, b1), gain_and_var(a2, b2)
+    mid, half = (g1 + g2) / 2, 1.96 * math.sqrt(v1 + v2) / 2
+    assert low < mid < high and abs(low - (mid - half)) < 0.004 and abs(high - (mid + half)) < 0.004
+    assert relative_gain([([0.0, 1.0, 1.0], [1.0, 1.0, 1.0])]) is None   # a resample of [0, 0, 0] exists
+    assert relative_gain([]) is None and relative_gain([([], [])]) is None
+    with pytest.raises(E2WMError, match="suite 0: 2 against 1 items"):
+        relative_gain([([1.0, 2.0], [1.0])])
 
 
 @pytest.mark.parametrize("call, names", [

@@ -7,7 +7,7 @@ import statistics
 import pytest
 
 from e2wm.cli import main
-from e2wm.eval.intervals import bootstrap, paired, settings
+from e2wm.eval.intervals import bootstrap, paired, relative_gain, settings
 from e2wm.eval.report import relative_improvement
 
 
@@ -36,7 +36,7 @@ def test_report_writes_the_table_and_charts(tmp_path, capsys):
     assert "| count_qa | accuracy (ln) | 0.5000 | 0.7500 |" in md
     assert "Items scored per suite (n): " in md and "count_qa " in md.split("Items scored per suite (n): ")[1]
     assert md.index("| plan_gen |") < md.index("| perplexity (lower is better) | e^NLL | 12.500 | 13.000 |")
-    assert "ewc_lora +50.00%" in md                      # (+50% on count_qa, +50% on plan_gen) / 2
+    assert "ewc_lora +50.00% (2 suites; no interval: " in md   # (+50% on count_qa, +50% on plan_gen) / 2
     for png in ("mc.png", "gen.png"):
         assert (tmp_path / "r" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["report", str(tmp_path / "nothing"), "--out", str(tmp_path / "r2")]) == 2
@@ -97,6 +97,8 @@ def test_report_shows_intervals_paired_differences_and_flags_a_suite_of_zeros(tm
     assert "| plan_gen | rougeL | n/a | n/a |" in md
     assert "- plan_gen, lora: the runs scored different suite files (sha256)\n" in md
     assert "- count_qa, short: the runs scored different numbers of items (n 10 and 5)\n" in md
+    # E2WM's summary figure with its interval: count_qa and plan_gen pair with the base only where the files match
+    assert "lora +" in md and "(2 suites; no interval: the runs scored different suite files (sha256))" in md
     assert "- plan_gen, short: not in this run\n" in md
     assert "- obj_path: all scores 0: nothing to draw (every prediction empty in base, lora)" in md
     assert "- count_qa:" not in md.split("## Flagged suites")[1] and "- plan_gen:" not in md.split("## Flagged")[1]
@@ -179,3 +181,25 @@ def test_eval_never_imports_collect_or_ray():
             "print([m for m in sys.modules if m.startswith('e2wm.collect') or m == 'ray'])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_average_relative_improvement_carries_its_interval_and_n(tmp_path):
+    """Both suites pair with the base: E2WM's figure, [the paired bootstrap over each suite's items], 2 suites.
+    A base of 10 items with 6 zeros resamples to a mean of 0 now and then: the gain is then unbounded, said."""
+    base_qa, run_qa, plan, run_plan = BASE_QA * 4, RUN_QA * 4, [0.5, 0.25, 0.75, 0.4], [0.75, 0.25, 0.75, 0.25]
+    _write(tmp_path / "base", {"count_qa": _suite("mc", "accuracy", base_qa, NLL * 4),
+                               "plan_gen": _suite("gen", "rouge", plan, [1.0] * 4)})
+    _write(tmp_path / "lora", {"count_qa": _suite("mc", "accuracy", run_qa, NLL * 4),
+                               "plan_gen": _suite("gen", "rouge", run_plan, [1.0] * 4)})
+    assert main(["report", *(str(tmp_path / x) for x in ("base", "lora")), "--out", str(tmp_path / "r")]) == 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    m = statistics.mean
+    gain = ((m(run_qa) / m(base_qa) - 1) + (m(run_plan) / m(plan) - 1)) / 2
+    low, high = relative_gain([(base_qa, run_qa), (plan, run_plan)])
+    assert low < gain < high
+    assert f"lora {gain:+.2%} [{low:+.2%}, {high:+.2%}] (2 suites)." in md
+    _write(tmp_path / "base10", {"count_qa": _suite("mc", "accuracy", BASE_QA, NLL)})
+    _write(tmp_path / "run10", {"count_qa": _suite("mc", "accuracy", RUN_QA, NLL)})
+    assert main(["report", *(str(tmp_path / x) for x in ("base10", "run10")), "--out", str(tmp_path / "r2")]) == 0
+    assert "(1 suite; no interval: a resampled base mean reaches 0, so the gain is unbounded)" in \
+        (tmp_path / "r2" / "report.md").read_text()
