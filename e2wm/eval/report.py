@@ -183,8 +183,10 @@ def _gain_suites(base: dict, run: dict) -> list[str]:
 
 def relative_improvement(base: dict, run: dict) -> float | None:
     """Mean over the suites both runs scored (base value > 0) of (run - base) / base."""
-    gains = [(headline(run["suites"][n])[1] - b) / b for n in _gain_suites(base, run)
-             if (b := headline(base["suites"][n])[1])]
+    gains = []
+    for n in _gain_suites(base, run):
+        b = headline(base["suites"][n])[1]
+        gains.append((headline(run["suites"][n])[1] - b) / b)
     return sum(gains) / len(gains) if gains else None
 
 
